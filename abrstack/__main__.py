@@ -1,0 +1,5 @@
+import sys
+
+from abrstack.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""abrstack player_sim."""

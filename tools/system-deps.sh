@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that the tests drive, only when they are missing.
+# Needs root (or sudo); prints what it would need otherwise.
+set -euo pipefail
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+  echo "system-deps: please install: ${need[*]} (apt-get install ${need[*]})" >&2; exit 1
+fi
+echo "system-deps: installing ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
