@@ -1,0 +1,634 @@
+"""Pure cache policy for the edge: keys, freshness, revalidation, ranges, prefetch.
+
+Nothing here touches a socket, a file or the clock: every function takes ``now_s`` (wall
+clock seconds, the same scale as HTTP ``Date``) as an argument, so the policy is tested
+in memory with a fake clock and the shell (:mod:`edge.app`) only feeds it.
+
+References: RFC 9111 (HTTP caching), RFC 5861 (stale-while-revalidate, stale-if-error),
+RFC 8246 (immutable), RFC 9110 §14 (ranges), §13 (conditional requests),
+CTA-5004 (CMCD).
+"""
+
+from __future__ import annotations
+
+import enum
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from email.utils import format_datetime, parsedate_to_datetime
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+# Response header names are lower-case everywhere in the edge.
+Headers = tuple[tuple[str, str], ...]
+
+#: Hop-by-hop and per-connection headers never stored or forwarded (RFC 9110 §7.6.1).
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
+        "trailer", "upgrade", "proxy-authenticate", "proxy-authorization",
+        "content-length", "date", "server", "alt-svc", "age", "x-cache",
+    }
+)
+
+#: Statuses the edge stores: whole 200 bodies, and 404/410 as short negative entries.
+NEGATIVE_STATUSES = frozenset({404, 410})
+
+
+class PathRejected(ValueError):
+    """A request path the edge refuses (dot segments, control bytes, hidden names)."""
+
+
+# --------------------------------------------------------------------------- keys
+
+def normalise_path(raw_path: str) -> str:
+    """Return the canonical form of a request path, or raise :class:`PathRejected`.
+
+    Percent-decoding happens once; decoded ``..``/``.`` segments, backslashes, NUL and
+    control characters, and segments starting with ``.`` (the encoder's ``.tmp-*``
+    folders) are refused rather than resolved, so no spelling of a path can escape.
+    """
+    if not raw_path.startswith("/"):
+        raise PathRejected("path must start with /")
+    decoded = unquote(raw_path, errors="strict")
+    if any(ord(c) < 0x20 or c in "\\\x7f" for c in decoded):
+        raise PathRejected("control character or backslash in path")
+    segments = decoded.split("/")[1:]
+    for seg in segments:
+        if seg in (".", "..") or seg.startswith("."):
+            raise PathRejected("dot segment in path")
+    collapsed = re.sub("/{2,}", "/", decoded)
+    return quote(collapsed, safe="/-._~!$&'()*+,;=:@")
+
+
+def cache_key(path: str, query: str) -> str:
+    """The cache key: normalised path + normalised query (CMCD removed).
+
+    The query's parameters are sorted (stable for repeated names) and re-encoded; the
+    ``CMCD`` parameter (CTA-5004 §2, query-argument transmission) is dropped because it
+    changes on every request and never changes the object. No request header is part
+    of the key, so request headers never change which object is served.
+    """
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k.upper() != "CMCD"]
+    pairs.sort(key=lambda kv: kv[0])
+    q = urlencode(pairs)
+    return f"{path}?{q}" if q else path
+
+
+# ------------------------------------------------------------------ cache-control
+
+def parse_cache_control(value: str | None) -> dict[str, str | None]:
+    """Parse a ``Cache-Control`` value into ``{directive: argument-or-None}`` (RFC 9111 §5.2)."""
+    out: dict[str, str | None] = {}
+    if not value:
+        return out
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, arg = part.partition("=")
+        name = name.strip().lower()
+        out[name] = arg.strip().strip('"') if sep else None
+    return out
+
+
+def _seconds(cc: Mapping[str, str | None], name: str) -> float | None:
+    arg = cc.get(name)
+    if arg is None:
+        return None
+    try:
+        return max(0.0, float(int(arg)))
+    except ValueError:
+        return 0.0  # RFC 9111 §4.2.1: an invalid value means stale
+
+
+def http_date_s(value: str | None) -> float | None:
+    """Seconds since the epoch of an HTTP-date, or None if absent/invalid."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def format_http_date(t_s: float) -> str:
+    """An IMF-fixdate (RFC 9110 §5.6.7) for ``t_s`` seconds since the epoch."""
+    from datetime import UTC, datetime
+
+    return format_datetime(datetime.fromtimestamp(t_s, UTC), usegmt=True)
+
+
+def header(headers: Headers, name: str) -> str | None:
+    """The first value of header ``name`` (lower-case) or None."""
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+# ---------------------------------------------------------------------- metadata
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Knobs of the cache policy."""
+
+    negative_ttl_s: float = 5.0
+    """Lifetime of a 404/410 without explicit freshness, and the cap on any negative entry."""
+    heuristic_fraction: float = 0.1
+    """RFC 9111 §4.2.2: fraction of (Date - Last-Modified) used as heuristic lifetime."""
+    heuristic_max_s: float = 3600.0
+    """Cap on heuristic freshness."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the edge knows about one stored response (the body is stored separately)."""
+
+    status: int
+    """200 for objects, 404/410 for negative entries."""
+    headers: Headers
+    """End-to-end response headers, lower-case names, hop-by-hop removed."""
+    request_time_s: float
+    """When the request that produced this response was sent (RFC 9111 §4.2.3)."""
+    response_time_s: float
+    """When the response was received."""
+    size_bytes: int
+    """Length of the stored body."""
+    body_id: str = ""
+    """Name of the stored body in the disk tier (changes when the body changes)."""
+
+    # --- derived views
+    @property
+    def cc(self) -> dict[str, str | None]:
+        return parse_cache_control(header(self.headers, "cache-control"))
+
+    @property
+    def etag(self) -> str | None:
+        return header(self.headers, "etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        return header(self.headers, "last-modified")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "status": self.status, "headers": [list(h) for h in self.headers],
+            "request_time_s": self.request_time_s, "response_time_s": self.response_time_s,
+            "size_bytes": self.size_bytes, "body_id": self.body_id,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, object]) -> Entry:
+        hs = d["headers"]
+        assert isinstance(hs, list)
+        return cls(
+            status=int(d["status"]),  # type: ignore[call-overload]
+            headers=tuple((str(k), str(v)) for k, v in hs),
+            request_time_s=float(d["request_time_s"]),  # type: ignore[arg-type]
+            response_time_s=float(d["response_time_s"]),  # type: ignore[arg-type]
+            size_bytes=int(d["size_bytes"]),  # type: ignore[call-overload]
+            body_id=str(d.get("body_id", "")),
+        )
+
+
+def clean_headers(raw: Iterable[tuple[str, str]]) -> Headers:
+    """Lower-case names and drop hop-by-hop headers (and those named in ``Connection``)."""
+    items = [(k.lower(), v) for k, v in raw]
+    named = {
+        t.strip().lower()
+        for k, v in items if k == "connection" for t in v.split(",")
+    }
+    return tuple((k, v) for k, v in items if k not in HOP_BY_HOP and k not in named)
+
+
+def storable(method: str, status: int, headers: Headers) -> bool:
+    """May a shared cache store this response? (RFC 9111 §3, shared-cache rules).
+
+    ``no-store`` and ``private`` forbid it; so does ``Vary`` on anything but ``Origin`` /
+    ``Accept-Encoding`` (the key holds no request header); only 200 and 404/410 are kept.
+    """
+    if method not in ("GET", "HEAD"):
+        return False
+    if status != 200 and status not in NEGATIVE_STATUSES:
+        return False
+    cc = parse_cache_control(header(headers, "cache-control"))
+    if "no-store" in cc or "private" in cc:
+        return False
+    vary = header(headers, "vary")
+    if vary:
+        fields = {f.strip().lower() for f in vary.split(",")}
+        if fields - {"origin", "accept-encoding", ""}:
+            return False
+    return not (header(headers, "authorization") is not None and "public" not in cc)
+
+
+def freshness_lifetime_s(entry: Entry, cfg: PolicyConfig) -> float:
+    """RFC 9111 §4.2.1 for a shared cache: s-maxage, then max-age, then Expires - Date,
+    then a heuristic (§4.2.2); negative entries are capped at ``negative_ttl_s``."""
+    cc = entry.cc
+    lifetime: float | None = _seconds(cc, "s-maxage")
+    if lifetime is None:
+        lifetime = _seconds(cc, "max-age")
+    if lifetime is None and header(entry.headers, "expires") is not None:
+        expires = http_date_s(header(entry.headers, "expires"))
+        date = http_date_s(header(entry.headers, "date")) or entry.response_time_s
+        lifetime = max(0.0, expires - date) if expires is not None else 0.0
+    if entry.status in NEGATIVE_STATUSES:
+        return min(lifetime if lifetime is not None else cfg.negative_ttl_s, cfg.negative_ttl_s)
+    if lifetime is None:
+        lm = http_date_s(entry.last_modified)
+        date = http_date_s(header(entry.headers, "date")) or entry.response_time_s
+        if lm is not None and date > lm:
+            lifetime = min(cfg.heuristic_max_s, cfg.heuristic_fraction * (date - lm))
+        else:
+            lifetime = 0.0
+    if "no-cache" in cc:
+        return 0.0  # RFC 9111 §5.2.2.4: stored, but revalidated before every use
+    return lifetime
+
+
+def current_age_s(entry: Entry, now_s: float) -> float:
+    """RFC 9111 §4.2.3 age calculation."""
+    age_value = _seconds({"a": header(entry.headers, "age-in")}, "a") or 0.0
+    date = http_date_s(header(entry.headers, "date"))
+    apparent_age = max(0.0, entry.response_time_s - date) if date is not None else 0.0
+    response_delay = max(0.0, entry.response_time_s - entry.request_time_s)
+    corrected_initial_age = max(apparent_age, age_value + response_delay)
+    return corrected_initial_age + max(0.0, now_s - entry.response_time_s)
+
+
+class Lookup(enum.Enum):
+    """What to do with a stored entry for a request."""
+
+    FRESH = "fresh"
+    """Serve it (X-Cache: HIT)."""
+    STALE_REVALIDATE_BACKGROUND = "swr"
+    """Serve it now and revalidate in the background (RFC 5861 §3; X-Cache: STALE)."""
+    REVALIDATE = "revalidate"
+    """Ask the origin first (conditionally if there are validators)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The policy's answer for one lookup."""
+
+    action: Lookup
+    age_s: float
+    lifetime_s: float
+
+
+def judge(
+    entry: Entry, now_s: float, cfg: PolicyConfig, request_cc: Mapping[str, str | None] | None = None
+) -> Verdict:
+    """Decide whether a stored entry can be served at ``now_s``.
+
+    A client's ``Cache-Control: no-cache`` / ``max-age=0`` (a browser reload) forces a
+    revalidation (RFC 9111 §5.2.1.4), except for ``immutable`` responses during their
+    freshness lifetime (RFC 8246 §2): those are never revalidated while fresh.
+    """
+    lifetime = freshness_lifetime_s(entry, cfg)
+    age = current_age_s(entry, now_s)
+    cc = entry.cc
+    fresh = age < lifetime
+    if fresh and request_cc and "immutable" not in cc and (
+        "no-cache" in request_cc or _seconds(request_cc, "max-age") == 0.0
+    ):
+        return Verdict(Lookup.REVALIDATE, age, lifetime)
+    if fresh:
+        return Verdict(Lookup.FRESH, age, lifetime)
+    swr = _seconds(cc, "stale-while-revalidate")
+    if (
+        swr is not None
+        and age < lifetime + swr
+        and "must-revalidate" not in cc
+        and "proxy-revalidate" not in cc
+        and "no-cache" not in cc
+    ):
+        return Verdict(Lookup.STALE_REVALIDATE_BACKGROUND, age, lifetime)
+    return Verdict(Lookup.REVALIDATE, age, lifetime)
+
+
+def may_serve_stale_on_error(entry: Entry, now_s: float, cfg: PolicyConfig) -> bool:
+    """RFC 5861 §4: a stale entry may answer when the origin fails (5xx or unreachable)
+    within ``stale-if-error`` seconds of staleness; ``must-revalidate`` forbids it."""
+    cc = entry.cc
+    if "must-revalidate" in cc or "proxy-revalidate" in cc or "no-cache" in cc:
+        return False
+    sie = _seconds(cc, "stale-if-error")
+    if sie is None:
+        return False
+    staleness = current_age_s(entry, now_s) - freshness_lifetime_s(entry, cfg)
+    return staleness < sie
+
+
+def validators(entry: Entry) -> dict[str, str]:
+    """Conditional request headers for revalidating ``entry`` (RFC 9110 §13.1)."""
+    out: dict[str, str] = {}
+    if entry.etag:
+        out["If-None-Match"] = entry.etag
+    if entry.last_modified:
+        out["If-Modified-Since"] = entry.last_modified
+    return out
+
+
+def refreshed(entry: Entry, not_modified_headers: Headers, request_time_s: float,
+              response_time_s: float) -> Entry:
+    """The entry updated by a 304 (RFC 9111 §4.3.4): stored headers are replaced by the
+    304's, and the age clock restarts."""
+    new = dict(entry.headers)
+    for k, v in not_modified_headers:
+        new[k] = v
+    return replace(
+        entry, headers=tuple(new.items()), request_time_s=request_time_s,
+        response_time_s=response_time_s,
+    )
+
+
+def origin_age_header(raw_age: str | None) -> Headers:
+    """The origin's ``Age`` kept as ``age-in`` (our own ``Age`` is computed on output)."""
+    return (("age-in", raw_age),) if raw_age else ()
+
+
+def output_headers(entry: Entry) -> Headers:
+    """Stored headers as sent to clients (internal bookkeeping headers removed)."""
+    return tuple((k, v) for k, v in entry.headers if k != "age-in")
+
+
+# ------------------------------------------------------------ client conditionals
+
+def _etag_list(value: str) -> list[str]:
+    return [t.strip().removeprefix("W/") for t in value.split(",") if t.strip()]
+
+
+def not_modified_for(entry: Entry, request_headers: Mapping[str, str]) -> bool:
+    """Does the client's conditional request match the stored entry? (RFC 9110 §13.2.2)."""
+    inm = request_headers.get("if-none-match")
+    if inm is not None:
+        if entry.etag is None:
+            return False
+        tags = _etag_list(inm)
+        return "*" in tags or entry.etag.removeprefix("W/") in tags
+    ims = http_date_s(request_headers.get("if-modified-since"))
+    lm = http_date_s(entry.last_modified)
+    return ims is not None and lm is not None and lm <= ims
+
+
+# ------------------------------------------------------------------------- ranges
+
+@dataclass(frozen=True)
+class ByteRange:
+    """A satisfiable single range ``[start, end]`` (inclusive) of an object."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+    def content_range(self, size: int) -> str:
+        return f"bytes {self.start}-{self.end}/{size}"
+
+
+class RangeNotSatisfiable(ValueError):
+    """The range lies outside the object (answer 416)."""
+
+
+def parse_range(value: str | None, size_bytes: int) -> ByteRange | None:
+    """Parse a ``Range`` header against an object of ``size_bytes`` (RFC 9110 §14.1.2).
+
+    Returns None to serve the whole object (no header, a syntax error, a unit other than
+    bytes, or several ranges — a server MAY ignore Range); raises
+    :class:`RangeNotSatisfiable` when no byte of the range exists.
+    """
+    if not value:
+        return None
+    unit, _, spec = value.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            n = int(last)
+            if n <= 0:
+                raise RangeNotSatisfiable(value)
+            return ByteRange(max(0, size_bytes - n), size_bytes - 1)
+        start = int(first)
+        end = int(last) if last else size_bytes - 1
+    except ValueError:
+        return None
+    if start >= size_bytes:
+        raise RangeNotSatisfiable(value)
+    if start < 0 or end < start:
+        return None
+    return ByteRange(start, min(end, size_bytes - 1))
+
+
+# ------------------------------------------------------------------------ prefetch
+
+_SEGMENT = re.compile(r"^(?P<dir>/media/[^/]+/[^/]+/)seg-(?P<n>\d{5})\.m4s$")
+
+
+def next_segments(path: str, k: int) -> list[str]:
+    """The next ``k`` segment paths of the same rendition after ``path`` (title layout
+    ``/media/NAME/RID/seg-00001.m4s``); an empty list for anything else."""
+    m = _SEGMENT.match(path)
+    if not m or k <= 0:
+        return []
+    n = int(m.group("n"))
+    return [f"{m.group('dir')}seg-{i:05d}.m4s" for i in range(n + 1, n + 1 + k) if i <= 99999]
+
+
+def parse_cmcd(query: str, request_headers: Mapping[str, str]) -> dict[str, str | bool]:
+    """CMCD key/values from the ``CMCD`` query argument or the ``CMCD-Object``,
+    ``CMCD-Request``, ``CMCD-Session`` and ``CMCD-Status`` headers (CTA-5004 §2)."""
+    blobs: list[str] = []
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        if k.upper() == "CMCD":
+            blobs.append(v)
+    for name in ("cmcd-object", "cmcd-request", "cmcd-session", "cmcd-status"):
+        if name in request_headers:
+            blobs.append(request_headers[name])
+    out: dict[str, str | bool] = {}
+    for blob in blobs:
+        for item in _split_outside_quotes(blob):
+            key, eq, val = item.partition("=")
+            key = key.strip()
+            if not key:
+                continue
+            out[key] = val.strip().strip('"') if eq else True
+    return out
+
+
+def _split_outside_quotes(s: str) -> list[str]:
+    parts: list[str] = []
+    cur: list[str] = []
+    quoted = False
+    for ch in s:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def prefetch_choice(path: str, query: str, request_headers: Mapping[str, str], k: int) -> list[str]:
+    """Paths to fetch in the background after a request for ``path``.
+
+    CMCD ``nor`` (next object request, a URL relative to the request) comes first, as the
+    player's own hint; then the next ``k`` segments of the rendition. Only ``/media/``
+    paths are prefetched, each at most once, never the requested path itself.
+    """
+    chosen: list[str] = []
+    cmcd = parse_cmcd(query, request_headers)
+    nor = cmcd.get("nor")
+    if isinstance(nor, str) and nor:
+        for rel in nor.split(","):
+            rel = unquote(rel.strip())
+            if not rel:
+                continue
+            target = rel if rel.startswith("/") else posixpath.join(posixpath.dirname(path), rel)
+            target = target.split("?", 1)[0]
+            try:
+                target = normalise_path(posixpath.normpath(target))
+            except PathRejected:
+                continue
+            chosen.append(target)
+    chosen.extend(next_segments(path, k))
+    out: list[str] = []
+    for p in chosen:
+        if p.startswith("/media/") and p != path and p not in out:
+            out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------------- eviction
+
+@dataclass
+class LruIndex:
+    """Byte-bounded least-recently-used order (the memory tier's eviction policy).
+
+    ``touch`` marks a key used; ``add`` returns the keys to evict so that the total stays
+    within ``capacity_bytes``. Objects larger than the capacity are refused (returned as
+    their own victim).
+    """
+
+    capacity_bytes: int
+    _sizes: dict[str, int] = field(default_factory=dict)
+    total_bytes: int = 0
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._sizes
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def touch(self, key: str) -> None:
+        size = self._sizes.pop(key, None)
+        if size is not None:
+            self._sizes[key] = size  # dicts keep insertion order: the end is most recent
+
+    def add(self, key: str, size_bytes: int) -> list[str]:
+        victims: list[str] = []
+        if key in self._sizes:
+            self.total_bytes -= self._sizes.pop(key)
+        if size_bytes > self.capacity_bytes:
+            return [key]
+        self._sizes[key] = size_bytes
+        self.total_bytes += size_bytes
+        while self.total_bytes > self.capacity_bytes:
+            oldest = next(iter(self._sizes))
+            self.total_bytes -= self._sizes.pop(oldest)
+            victims.append(oldest)
+        return victims
+
+    def remove(self, key: str) -> None:
+        size = self._sizes.pop(key, None)
+        if size is not None:
+            self.total_bytes -= size
+
+    def keys(self) -> list[str]:
+        """Keys from least to most recently used."""
+        return list(self._sizes)
+
+
+# ----------------------------------------------------------------- circuit breaker
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass
+class CircuitBreaker:
+    """A circuit breaker per origin (Nygard, *Release It!*, 2007).
+
+    Closed: requests pass; ``failure_threshold`` consecutive failures open it. Open:
+    requests fail fast for ``open_s``; after that one probe at a time is let through
+    (half-open); a success closes it, a failure opens it again.
+    """
+
+    failure_threshold: int = 5
+    open_s: float = 5.0
+    state: BreakerState = BreakerState.CLOSED
+    failures: int = 0
+    opened_at_s: float = 0.0
+    probe_in_flight: bool = False
+
+    def allow(self, now_s: float) -> bool:
+        if self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.OPEN and now_s - self.opened_at_s >= self.open_s:
+            self.state = BreakerState.HALF_OPEN
+            self.probe_in_flight = False
+        if self.state is BreakerState.HALF_OPEN and not self.probe_in_flight:
+            self.probe_in_flight = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self.state = BreakerState.CLOSED
+        self.failures = 0
+        self.probe_in_flight = False
+
+    def record_failure(self, now_s: float) -> None:
+        self.failures += 1
+        if self.state is BreakerState.HALF_OPEN or self.failures >= self.failure_threshold:
+            self.state = BreakerState.OPEN
+            self.opened_at_s = now_s
+            self.probe_in_flight = False
+
+
+def backoff_s(attempt: int, base_s: float, cap_s: float, jitter: float) -> float:
+    """Delay before retry ``attempt`` (1-based): capped exponential backoff with "equal
+    jitter" (AWS Architecture Blog, 2015); ``jitter`` in [0, 1] is supplied by the caller."""
+    ceiling = min(cap_s, base_s * 2 ** (attempt - 1))
+    return ceiling / 2 + ceiling / 2 * jitter
+
+
+def parse_size(text: str) -> int:
+    """``10GiB``, ``512MiB``, ``100MB``, ``1024`` → bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    num, prefix, binary = m.groups()
+    power = " KMGT".index(prefix.upper() or " ")
+    return int(float(num) * (1024 if binary or not prefix else 1000) ** power)
+
+
+__all__ = [
+    "ByteRange", "CircuitBreaker", "Entry", "LruIndex", "Lookup", "PathRejected",
+    "PolicyConfig", "RangeNotSatisfiable", "Verdict", "backoff_s", "cache_key",
+    "clean_headers", "current_age_s", "format_http_date", "freshness_lifetime_s", "judge",
+    "may_serve_stale_on_error", "next_segments", "normalise_path", "not_modified_for",
+    "parse_cache_control", "parse_cmcd", "parse_range", "parse_size", "prefetch_choice",
+    "refreshed", "storable", "validators",
+]
