@@ -1,0 +1,116 @@
+"""`abr sample`, `abr encode` and `abr encoder serve`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+PROGRESS_MODES = ("auto", "bar", "plain", "json", "none")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("sample", help="make a synthetic source video with audio (ffmpeg lavfi)")
+    p.add_argument("out", type=Path, help="output file, e.g. media/sources/sample.mp4")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
+    p.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT (default 1920x1080)")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate (default 30)")
+    p.add_argument("--no-audio", action="store_true", help="video only")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="auto")
+    p.set_defaults(handler=_sample)
+
+    e = subparsers.add_parser("encode", help="encode a local video into an HLS + DASH ladder")
+    e.add_argument("source", type=Path, help="the local video file")
+    e.add_argument("--title", required=True, help="title name (its folder under --media)")
+    e.add_argument("--media", type=Path, default=Path("media"), help="media folder (default media)")
+    e.add_argument("--ladder", default="default", help="'default' or a ladder JSON file")
+    e.add_argument("--segment-s", type=float, default=4.0, help="segment duration (default 4)")
+    e.add_argument("--codec", default="h264", help="h264 (default), vp9 or av1")
+    e.add_argument("--quality", action="store_true", help="measure VMAF, PSNR, SSIM per rung")
+    e.add_argument("--force", action="store_true", help="replace an existing title")
+    e.add_argument("--progress", choices=PROGRESS_MODES, default="auto")
+    e.add_argument("--json", action="store_true", help="print title.json instead of a summary")
+    e.set_defaults(handler=_encode)
+
+    s = subparsers.add_parser("encoder", help="the encoding job service")
+    ssub = s.add_subparsers(dest="encoder_command", metavar="SUBCOMMAND", required=True)
+    serve = ssub.add_parser("serve", help="run the encoding job service (HTTP API)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8070)
+    serve.add_argument("--inputs", type=Path, default=Path("media/sources"),
+                       help="folder sources are taken from (default media/sources)")
+    serve.add_argument("--media", type=Path, default=Path("media"))
+    serve.add_argument("--state", type=Path, default=None,
+                       help="job state folder (default MEDIA/.jobs)")
+    serve.add_argument("--concurrency", type=int, default=1)
+    serve.set_defaults(handler=_serve)
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM cleans up like Ctrl-C (no partial title is left)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from encoder.sample import make_sample, parse_size
+
+    _terminate_as_interrupt()
+    make_sample(args.out, args.duration, parse_size(args.size), args.fps, not args.no_audio,
+                args.progress)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from encoder.encode import EncodeConfig, encode
+
+    _terminate_as_interrupt()
+    config = EncodeConfig(
+        source=args.source, title=args.title, media_dir=args.media, ladder=args.ladder,
+        segment_s=args.segment_s, codec=args.codec, quality=args.quality, force=args.force,
+        progress=args.progress,
+    )
+    doc = encode(config)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(summary(doc, args.media / args.title), file=sys.stdout)
+    return 0
+
+
+def summary(doc: dict[str, Any], folder: Path) -> str:
+    """A short human summary of a title (printed after an encode and by the demo)."""
+    lines = [
+        f"title {doc['title']}: {doc['duration_s']:.1f} s, {doc['codec']}, "
+        f"{doc['segment_s']:g}-s segments -> {folder}",
+        f"  {'rendition':<10} {'size':>10} {'target':>9} {'average':>9} {'peak':>9} {'segments':>8}  quality",
+    ]
+    for r in doc["renditions"]:
+        size = f"{r['width']}x{r['height']}" if r["kind"] == "video" else "audio"
+        q = r.get("quality")
+        qtext = f"VMAF {q['vmaf']:.1f}, PSNR {q['psnr_db']:.1f} dB, SSIM {q['ssim']:.3f}" if q else ""
+        lines.append(
+            f"  {r['id']:<10} {size:>10} {r['target_bitrate_bps'] / 1000:>7.0f}k "
+            f"{r['average_bitrate_bps'] / 1000:>7.0f}k {r['peak_bitrate_bps'] / 1000:>7.0f}k "
+            f"{len(r['segments']):>8}  {qtext}"
+        )
+    lines.append(f"  play: {folder / 'master.m3u8'}  |  {folder / 'manifest.mpd'}")
+    return "\n".join(lines)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from encoder.service import ServiceConfig, run
+
+    config = ServiceConfig(
+        host=args.host, port=args.port, inputs=args.inputs, media=args.media,
+        state=args.state or args.media / ".jobs", concurrency=args.concurrency,
+    )
+    run(config)
+    return 0

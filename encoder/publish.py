@@ -1,0 +1,81 @@
+"""Atomic publishing: a title is built in a hidden temporary folder inside the media
+folder and renamed into place only when complete and verified (rename(2) is atomic on
+one file system). A failure leaves no partial title and keeps an existing one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from encoder.errors import PublishError
+
+TITLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TMP_PREFIX = ".tmp-"
+
+
+def check_title_name(name: str) -> None:
+    if not TITLE_NAME.match(name) or ".." in name:
+        raise PublishError(
+            f"title name {name!r} is not allowed: use letters, digits, '.', '_' or '-' "
+            "(at most 128, not starting with '.' or '-')"
+        )
+
+
+def staging_dir(media: Path, title: str) -> Path:
+    """A new temporary folder for `title` inside `media`; stale ones of dead encodes are removed."""
+    try:
+        media.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PublishError(f"cannot create the media folder {media}: {exc.strerror}") from exc
+    remove_stale(media)
+    return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{title}-{os.getpid()}-", dir=media))
+
+
+def remove_stale(media: Path) -> None:
+    """Remove temporary folders left by encodes whose process is gone (killed, crashed)."""
+    for entry in media.glob(f"{TMP_PREFIX}*"):
+        m = re.match(rf"^{re.escape(TMP_PREFIX)}(?:old-)?.*-(\d+)-[^-]+$", entry.name)
+        if m and not _alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def publish(staged: Path, media: Path, title: str, *, force: bool) -> Path:
+    """Rename `staged` to `media/title`; replace an existing title only with `force`."""
+    dest = media / title
+    if not dest.exists():
+        try:
+            os.rename(staged, dest)
+        except OSError as exc:
+            raise PublishError(f"cannot publish {dest}: {exc.strerror}") from exc
+        return dest
+    if not force:
+        raise PublishError(f"title {title!r} already exists in {media} (use --force to replace it)")
+    old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-{title}-{os.getpid()}-", dir=media))
+    os.rmdir(old)
+    os.rename(dest, old)
+    try:
+        os.rename(staged, dest)
+    except OSError as exc:
+        os.rename(old, dest)
+        raise PublishError(f"cannot publish {dest}: {exc.strerror}") from exc
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def discard(staged: Path) -> None:
+    with contextlib.suppress(OSError):
+        shutil.rmtree(staged)

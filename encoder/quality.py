@@ -1,0 +1,94 @@
+"""Objective quality of each rung against the source: VMAF (libvmaf's built-in
+vmaf_v0.6.1 model), PSNR (luma) and SSIM, in one ffmpeg process for all rungs.
+
+Each rung is upscaled to the source's size (bicubic), as VMAF's model expects, and both
+sides start at PTS 0 (FACTS: segments and sources can start at different times).
+Frames are subsampled (`n_subsample`) so that this costs a fraction of the encode;
+FACTS: every 5th frame gave the same score within ±0.05 as every frame.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from encoder.errors import EncoderError
+from encoder.ffmpeg import ffmpeg_filters, run_ffmpeg
+from encoder.progress import Progress
+
+VMAF_MODEL = "version=vmaf_v0.6.1"
+N_SUBSAMPLE = 10
+
+
+def rendition_file(folder: Path, rendition: dict[str, Any], out: Path) -> None:
+    """Concatenate a rendition's init and media segments into one fMP4 file (valid CMAF)."""
+    with out.open("wb") as dst:
+        for rel in [rendition["init"], *(s["uri"] for s in rendition["segments"])]:
+            with (folder / rel).open("rb") as src:
+                shutil.copyfileobj(src, dst)
+
+
+def build_quality_args(
+    source: str, fps: str, size: tuple[int, int], rungs: list[tuple[str, str]], n_subsample: int
+) -> list[str]:
+    """ffmpeg args scoring each (rung file, log path) against `source`; output discarded."""
+    ref = ffmpeg.input(source).video.filter("fps", fps=fps).filter("setpts", "PTS-STARTPTS")
+    ref = ref.filter("format", "yuv420p")
+    refs = ref.filter_multi_output("split", len(rungs))
+    outs = []
+    for i, (path, log) in enumerate(rungs):
+        dist = (
+            ffmpeg.input(path)
+            .video.filter("setpts", "PTS-STARTPTS")
+            .filter("scale", size[0], size[1], flags="bicubic")
+            .filter("format", "yuv420p")
+        )
+        scored = ffmpeg.filter(
+            [dist, refs[i]],
+            "libvmaf",
+            model=VMAF_MODEL,
+            feature="name=psnr|name=float_ssim",
+            n_subsample=n_subsample,
+            log_fmt="json",
+            log_path=log,
+        )
+        outs.append(scored)
+    streams = [ffmpeg.output(s, "-", f="null") for s in outs]
+    return list(ffmpeg.merge_outputs(*streams).get_args())
+
+
+def measure_quality(
+    folder: Path, doc: dict[str, Any], source: str, fps: str, progress_mode: str = "auto"
+) -> dict[str, dict[str, float]]:
+    """VMAF, PSNR and SSIM of every video rendition in `folder`; keyed by rendition id."""
+    if "libvmaf" not in ffmpeg_filters():
+        raise EncoderError("--quality needs an ffmpeg with libvmaf (the imageio-ffmpeg build has it)")
+    video = [r for r in doc["renditions"] if r["kind"] == "video"]
+    src = doc["source"]
+    size = (src["width"] // 2 * 2, src["height"] // 2 * 2)
+    with tempfile.TemporaryDirectory(prefix=".quality-", dir=folder) as tmp:
+        rungs = []
+        for r in video:
+            path = Path(tmp) / f"{r['id']}.mp4"
+            rendition_file(folder, r, path)
+            rungs.append((str(path), str(Path(tmp) / f"{r['id']}.json")))
+        args = build_quality_args(source, fps, size, rungs, N_SUBSAMPLE)
+        bar = Progress("quality", doc["duration_s"], progress_mode)
+        try:
+            run_ffmpeg(args, what="quality measurement", on_progress=bar.update)
+        finally:
+            bar.close()
+        scores = {}
+        for r, (_, log) in zip(video, rungs, strict=True):
+            pooled = json.loads(Path(log).read_text())["pooled_metrics"]
+            scores[r["id"]] = {
+                "vmaf": round(pooled["vmaf"]["mean"], 2),
+                "psnr_db": round(pooled["psnr_y"]["mean"], 2),
+                "ssim": round(pooled["float_ssim"]["mean"], 4),
+            }
+    return scores
