@@ -1,0 +1,68 @@
+"""The player page: one HTML page that plays a title with hls.js or dash.js.
+
+:func:`render_page` is pure. Every URL in the page is relative to ``/play/{name}``
+(``../media/...``, ``../static/...``) so that the same page works when an edge serves the
+origin's URL space, under any host or path prefix.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from importlib import resources
+from typing import Any, Final
+
+PLAYERS: Final[dict[str, str]] = {
+    # player name: (library file under /static/vendor/)
+    "hls": "hls.min.js",
+    "dash": "dash.all.min.js",
+}
+"""Player names accepted by ``?player=`` and the library each page loads."""
+
+VENDOR_FILES: Final[dict[str, str]] = {
+    # served name -> path inside node_modules (dash.js 5 ships UMD builds under dist/modern)
+    "hls.min.js": "hls.js/dist/hls.min.js",
+    "dash.all.min.js": "dashjs/dist/modern/umd/dash.all.min.js",
+}
+"""Files served under ``/static/vendor/`` and where npm installs them."""
+
+
+def _template(name: str) -> str:
+    return resources.files("origin").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def render_page(name: str, player: str, manifests: dict[str, str], renditions: list[Any]) -> str:
+    """The player page for title ``name`` with ``player`` ("hls" or "dash").
+
+    ``manifests`` maps "hls"/"dash" to file names inside the title folder; ``renditions``
+    are catalog entries (shown before the player knows its own list).
+    """
+    manifest = manifests.get(player, "master.m3u8" if player == "hls" else "manifest.mpd")
+    library = f"../static/vendor/{PLAYERS[player]}"
+    config = {
+        "title": name,
+        "player": player,
+        "manifestUrl": f"../media/{name}/{manifest}",
+        "library": library,
+        "renditions": renditions,
+    }
+    # Inside <script>, "</" would end the element: escape it (HTML §4.12.1.3).
+    config_json = json.dumps(config).replace("</", "<\\/")
+    page = _template("player.html")
+    return (
+        page.replace("{{TITLE}}", html.escape(name))
+        .replace("{{PLAYER}}", html.escape(player))
+        .replace("{{OTHER_PLAYER}}", "dash" if player == "hls" else "hls")
+        .replace("{{LIBRARY}}", html.escape(library))
+        .replace("{{CONFIG_JSON}}", config_json)
+    )
+
+
+def render_error_page(status: int, heading: str, detail: str) -> str:
+    """A small HTML error page (missing title, player libraries not installed…)."""
+    return (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        f"<title>{status} {html.escape(heading)}</title>"
+        "<body style='font-family:sans-serif;max-width:50em;margin:2em auto'>"
+        f"<h1>{html.escape(heading)}</h1><p>{html.escape(detail)}</p></body></html>\n"
+    )

@@ -1,0 +1,179 @@
+// abrstack player page: plays one title with hls.js or dash.js and shows what the ABR does.
+// State for humans is in the page; state for tests is on window.abrPlayer.
+(function () {
+  "use strict";
+  const config = JSON.parse(document.getElementById("config").textContent);
+  const video = document.getElementById("video");
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    player: config.player,
+    title: config.title,
+    manifestUrl: config.manifestUrl,
+    state: "loading",        // loading | playing | waiting | paused | ended | error
+    renditions: [],          // [{index, id, width, height, bitrateBps, codecs}] from the player
+    currentRendition: null,  // index into renditions (video)
+    currentRenditionId: null,
+    bufferS: 0,              // seconds buffered ahead of currentTime
+    bandwidthBps: null,      // the player's own throughput estimate
+    currentTime: 0,
+    switches: 0,
+    errors: [],              // fatal errors; empty while all is well
+    warnings: [],            // non-fatal player errors (recovered by the player)
+  };
+  window.abrPlayer = state;
+
+  function fmtBps(bps) {
+    if (bps == null || !isFinite(bps)) return "–";
+    return bps >= 1e6 ? (bps / 1e6).toFixed(2) + " Mbit/s" : (bps / 1e3).toFixed(0) + " kbit/s";
+  }
+
+  function fail(message) {
+    state.errors.push(String(message));
+    state.state = "error";
+    $("error").hidden = false;
+    $("error").textContent = "Error: " + state.errors.join("; ");
+  }
+
+  function setRenditions(list) {
+    state.renditions = list;
+    const body = $("renditions");
+    body.textContent = "";
+    list.forEach((r) => {
+      const row = document.createElement("tr");
+      row.dataset.index = String(r.index);
+      row.dataset.id = r.id == null ? "" : String(r.id);
+      const res = r.width && r.height ? r.width + "x" + r.height : "–";
+      [r.index, r.id, res, fmtBps(r.bitrateBps), r.codecs || ""].forEach((text) => {
+        const cell = document.createElement("td");
+        cell.textContent = text == null ? "" : String(text);
+        row.appendChild(cell);
+      });
+      body.appendChild(row);
+    });
+    body.dataset.count = String(list.length);
+  }
+
+  function setCurrent(index) {
+    if (index == null || index < 0 || index === state.currentRendition) return;
+    if (state.currentRendition !== null) state.switches += 1;
+    state.currentRendition = index;
+    const r = state.renditions[index];
+    state.currentRenditionId = r ? r.id : String(index);
+  }
+
+  function bufferAhead() {
+    const t = video.currentTime;
+    for (let i = 0; i < video.buffered.length; i++) {
+      if (video.buffered.start(i) <= t + 0.1 && t <= video.buffered.end(i)) {
+        return video.buffered.end(i) - t;
+      }
+    }
+    return 0;
+  }
+
+  // --- hls.js --------------------------------------------------------------------------
+  function startHls() {
+    if (!window.Hls || !window.Hls.isSupported()) {
+      fail("hls.js is not supported in this browser (no Media Source Extensions)");
+      return null;
+    }
+    const Hls = window.Hls;
+    const hls = new Hls({ enableWorker: true });
+    hls.on(Hls.Events.MANIFEST_PARSED, (_e, data) => {
+      setRenditions(data.levels.map((l, i) => ({
+        index: i,
+        id: l.name || (l.height ? l.height + "p" : String(i)),
+        width: l.width, height: l.height, bitrateBps: l.bitrate,
+        codecs: [l.videoCodec, l.audioCodec].filter(Boolean).join(","),
+      })));
+      video.play().catch((err) => state.warnings.push("play(): " + err));
+    });
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => setCurrent(data.level));
+    hls.on(Hls.Events.ERROR, (_e, data) => {
+      if (data.fatal) fail("hls.js " + data.type + ": " + data.details);
+      else state.warnings.push(data.details);
+    });
+    hls.loadSource(config.manifestUrl);
+    hls.attachMedia(video);
+    return () => ({ bandwidthBps: hls.bandwidthEstimate, level: hls.currentLevel });
+  }
+
+  // --- dash.js -------------------------------------------------------------------------
+  function startDash() {
+    if (!window.dashjs) {
+      fail("dash.js did not load");
+      return null;
+    }
+    const events = window.dashjs.MediaPlayer.events;
+    const player = window.dashjs.MediaPlayer().create();
+    const videoReps = () => player.getRepresentationsByType("video") || [];
+    player.on(events.STREAM_INITIALIZED, () => {
+      setRenditions(videoReps().map((r, i) => ({
+        index: i, id: r.id, width: r.width, height: r.height,
+        bitrateBps: r.bandwidth, codecs: r.codecs,
+      })));
+    });
+    player.on(events.QUALITY_CHANGE_RENDERED, (e) => {
+      if (e.mediaType !== "video" || !e.newRepresentation) return;
+      const index = state.renditions.findIndex((r) => r.id === e.newRepresentation.id);
+      setCurrent(index);
+    });
+    player.on(events.ERROR, (e) => {
+      const err = e && e.error ? e.error : e;
+      fail("dash.js error " + (err && err.code !== undefined ? err.code + ": " : "") +
+           (err && err.message ? err.message : JSON.stringify(err)));
+    });
+    player.on(events.PLAYBACK_ERROR, (e) => fail("dash.js playback error: " + JSON.stringify(e.error)));
+    player.initialize(video, config.manifestUrl, true);
+    return () => {
+      let rep = null;
+      try { rep = player.getCurrentRepresentationForType("video"); } catch (_) { rep = null; }
+      const kbps = player.getAverageThroughput("video");
+      const level = rep ? state.renditions.findIndex((r) => r.id === rep.id) : null;
+      return { bandwidthBps: kbps && isFinite(kbps) ? kbps * 1000 : null, level: level };
+    };
+  }
+
+  // Before the player parses its manifest, show the catalog's renditions.
+  setRenditions(config.renditions.filter((r) => r.kind === "video").map((r, i) => ({
+    index: i, id: r.id, width: r.width, height: r.height, bitrateBps: r.bitrate_bps, codecs: r.codecs,
+  })));
+  state.renditions = [];  // the player's own list replaces these once loaded
+
+  const probe = config.player === "dash" ? startDash() : startHls();
+
+  video.addEventListener("error", () => {
+    const err = video.error;
+    fail("media element error " + (err ? err.code + " " + (err.message || "") : ""));
+  });
+  video.addEventListener("playing", () => { if (!state.errors.length) state.state = "playing"; });
+  video.addEventListener("waiting", () => { if (!state.errors.length) state.state = "waiting"; });
+  video.addEventListener("pause", () => { if (!state.errors.length && !video.ended) state.state = "paused"; });
+  video.addEventListener("ended", () => { if (!state.errors.length) state.state = "ended"; });
+
+  function refresh() {
+    state.currentTime = video.currentTime;
+    state.bufferS = bufferAhead();
+    if (probe) {
+      const now = probe();
+      if (now.bandwidthBps) state.bandwidthBps = now.bandwidthBps;
+      if (now.level != null && now.level >= 0 && state.currentRendition === null) setCurrent(now.level);
+    }
+    const r = state.renditions[state.currentRendition];
+    $("status").textContent = state.state;
+    $("status").dataset.state = state.state;
+    $("current-rendition").textContent = r
+      ? r.id + (r.height ? " (" + r.width + "x" + r.height + ", " + fmtBps(r.bitrateBps) + ")" : "")
+      : "–";
+    $("position").textContent = state.currentTime.toFixed(1) + " s";
+    $("buffer").textContent = state.bufferS.toFixed(1) + " s";
+    $("bandwidth").textContent = fmtBps(state.bandwidthBps);
+    $("switches").textContent = String(state.switches);
+    document.querySelectorAll("#renditions tr").forEach((row) => {
+      row.classList.toggle("current", row.dataset.index === String(state.currentRendition));
+    });
+  }
+  setInterval(refresh, 250);
+  refresh();
+})();
