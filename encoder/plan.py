@@ -56,7 +56,10 @@ class EncodePlan:
 
 def output_fps(source_fps: float) -> Fraction:
     """The constant output rate: the source's, as an exact fraction (29.97 -> 30000/1001)."""
-    fps = Fraction(source_fps).limit_denominator(1001)
+    for base in (24, 30, 48, 60):  # NTSC rates are k*1000/1001
+        if abs(source_fps - base * 1000 / 1001) < 0.005:
+            return Fraction(base * 1000, 1001)
+    fps = Fraction(round(source_fps * 1000), 1000).limit_denominator(1000)
     if fps > 60:
         fps = Fraction(60)
     return fps

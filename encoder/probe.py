@@ -79,6 +79,10 @@ def probe(path: str | os.PathLike[str]) -> SourceInfo:
         vfr = bool(rate and base and abs(float(base) - float(rate)) > 0.01 * float(rate))
         duration_s = _duration_s(container, stream)
         codec = stream.codec_context.name
+        if duration_s > 0 and not _reaches_end(container, stream, duration_s):
+            raise SourceError(
+                f"source {p} is truncated: it claims {duration_s:.1f} s but its data ends early"
+            )
     if width < 16 or height < 16:
         raise SourceError(f"source {p} is too small to encode ({width}x{height})")
     if fps <= 0 or fps > 240:
@@ -103,6 +107,32 @@ def _duration_s(container: Any, stream: Any) -> float:
     if container.duration:
         return container.duration / 1_000_000
     return 0.0
+
+
+def _reaches_end(container: Any, stream: Any, duration_s: float) -> bool:
+    """Whether the video stream's packets really reach the end that the header claims.
+
+    Demuxes (no decoding) from the keyframe before the last second: a file cut short
+    (a partial download or copy) has an index pointing past its end and stops early.
+    """
+    import av
+
+    tb = stream.time_base
+    if not tb:
+        return True
+    start = stream.start_time or 0
+    try:
+        container.seek(start + int(max(duration_s - 1.0, 0) / tb), stream=stream, backward=True)
+        last = None
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None:
+                last = packet.pts if last is None else max(last, packet.pts)
+    except (av.FFmpegError, OSError):
+        return False
+    if last is None:
+        return False
+    end_s = float((last - start) * tb)
+    return duration_s - end_s <= max(1.0, 0.05 * duration_s)
 
 
 def _reason(exc: BaseException) -> str:

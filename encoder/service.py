@@ -1,0 +1,342 @@
+"""`abr encoder serve`: the encoding job service (aiohttp).
+
+    POST   /jobs        {"source", "title", "ladder"?, "segment_s"?, "codec"?, "quality"?, "force"?}
+                        -> 202 {"id", "state": "queued", ...}
+    GET    /jobs        -> {"jobs": [...]}, oldest first
+    GET    /jobs/{id}   -> {"id", "state", "progress", "error", ...}
+    DELETE /jobs/{id}   -> cancels a queued or running job
+    GET    /healthz
+
+Sources are taken only from the configured inputs folder. Jobs are kept as one JSON file
+each in the state folder, written atomically, so a restart loses none: queued jobs stay
+queued and a job that was running is run again (an encode publishes atomically, so a
+killed one left nothing behind). Each encode runs as a child `abr encode` process, which
+makes cancelling it (SIGTERM) clean and keeps the service responsive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from encoder.errors import EncoderError
+from encoder.ladder import parse_ladder
+from encoder.plan import CODECS
+from encoder.publish import check_title_name
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL = ("done", "failed", "cancelled")
+JOB_KEYS = {"source", "title", "ladder", "segment_s", "codec", "quality", "force"}
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+    port: int = 8070
+    """Port to listen on (0: any free port)."""
+    inputs: Path = Path("media/sources")
+    """The only folder sources are read from."""
+    media: Path = Path("media")
+    """Where titles are published."""
+    state: Path = Path("media/.jobs")
+    """Where jobs are persisted."""
+    concurrency: int = 1
+    """How many encodes run at once."""
+
+
+class JobError(EncoderError):
+    """A job request is invalid; carries the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class JobStore:
+    """Jobs persisted as <state>/<id>.json (atomic replace on every change)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.jobs: dict[str, dict[str, Any]] = {}
+        for path in sorted(folder.glob("*.json")):
+            if path.name.endswith(".ladder.json"):
+                continue
+            try:
+                job = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if job.get("state") == "running":  # interrupted by a restart: run it again
+                job.update(state="queued", progress=0.0)
+                job["attempts"] = job.get("attempts", 0)
+            self.jobs[job["id"]] = job
+            self.save(job)
+
+    def save(self, job: dict[str, Any]) -> None:
+        tmp = self.folder / f".{job['id']}.json.tmp"
+        tmp.write_text(json.dumps(job, indent=2))
+        os.replace(tmp, self.folder / f"{job['id']}.json")
+
+    def ordered(self) -> list[dict[str, Any]]:
+        return sorted(self.jobs.values(), key=lambda j: (j["created"], j["id"]))
+
+
+class JobService:
+    """The job queue, its workers and the HTTP handlers."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.inputs = config.inputs.resolve()
+        self.store = JobStore(config.state)
+        self.wakeup = asyncio.Event()
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.cancelled: set[str] = set()
+        self.workers: list[asyncio.Task[None]] = []
+
+    # -- validation -----------------------------------------------------------------
+    def validate(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise JobError(400, "the request body must be a JSON object")
+        unknown = set(body) - JOB_KEYS
+        if unknown:
+            raise JobError(400, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(JOB_KEYS)}")
+        source, title = body.get("source"), body.get("title")
+        if not isinstance(source, str) or not source:
+            raise JobError(400, "'source' must be a file name inside the inputs folder")
+        if not isinstance(title, str):
+            raise JobError(400, "'title' must be a string")
+        try:
+            check_title_name(title)
+        except EncoderError as exc:
+            raise JobError(400, str(exc)) from exc
+        path = self.source_path(source)
+        job: dict[str, Any] = {"source": source, "title": title}
+        ladder = body.get("ladder", "default")
+        if ladder != "default":
+            try:
+                parse_ladder(ladder, source="ladder")
+            except EncoderError as exc:
+                raise JobError(400, str(exc)) from exc
+        job["ladder"] = ladder
+        seg = body.get("segment_s", 4.0)
+        if isinstance(seg, bool) or not isinstance(seg, int | float) or not 1 <= seg <= 30:
+            raise JobError(400, "'segment_s' must be a number from 1 to 30")
+        job["segment_s"] = float(seg)
+        codec = body.get("codec", "h264")
+        if codec not in CODECS:
+            raise JobError(400, f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
+        job["codec"] = codec
+        for flag in ("quality", "force"):
+            value = body.get(flag, False)
+            if not isinstance(value, bool):
+                raise JobError(400, f"'{flag}' must be true or false")
+            job[flag] = value
+        del path
+        return job
+
+    def source_path(self, source: str) -> Path:
+        """The source's real path, which must be a file inside the inputs folder."""
+        if "\x00" in source or os.path.isabs(source):
+            raise JobError(400, "'source' must be a relative name inside the inputs folder")
+        path = (self.inputs / source).resolve()
+        if os.path.commonpath([path, self.inputs]) != str(self.inputs):
+            raise JobError(400, "'source' is outside the inputs folder")
+        if not path.is_file():
+            raise JobError(404, f"source {source!r} is not in the inputs folder")
+        return path
+
+    # -- HTTP -----------------------------------------------------------------------
+    async def post_job(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "the request body is not valid JSON")
+        try:
+            spec = self.validate(body)
+        except JobError as exc:
+            return _error(exc.status, str(exc))
+        job = {
+            "id": uuid.uuid4().hex[:12],
+            **spec,
+            "state": "queued",
+            "progress": 0.0,
+            "error": None,
+            "attempts": 0,
+            "created": time.time(),
+            "started": None,
+            "finished": None,
+        }
+        self.store.jobs[job["id"]] = job
+        self.store.save(job)
+        self.wakeup.set()
+        return web.json_response(job, status=202, headers={"Location": f"/jobs/{job['id']}"})
+
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        return web.json_response({"jobs": self.store.ordered()})
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        job = self.store.jobs.get(request.match_info["id"])
+        if job is None:
+            return _error(404, "no such job")
+        return web.json_response(job)
+
+    async def delete_job(self, request: web.Request) -> web.Response:
+        job = self.store.jobs.get(request.match_info["id"])
+        if job is None:
+            return _error(404, "no such job")
+        if job["state"] in FINAL:
+            return _error(409, f"the job is already {job['state']}")
+        self.cancelled.add(job["id"])
+        proc = self.procs.get(job["id"])
+        if proc is not None and proc.returncode is None:
+            proc.terminate()  # `abr encode` cleans up its temporary folder on SIGTERM
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), 30)
+        self._finish(job, "cancelled", None)
+        return web.json_response(job)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    # -- workers --------------------------------------------------------------------
+    def _next(self) -> dict[str, Any] | None:
+        for job in self.store.ordered():
+            if job["state"] == "queued" and job["id"] not in self.cancelled:
+                return job
+        return None
+
+    async def worker(self) -> None:
+        while True:
+            job = self._next()
+            if job is None:
+                self.wakeup.clear()
+                await self.wakeup.wait()
+                continue
+            job.update(state="running", started=time.time(), progress=0.0)
+            job["attempts"] = job.get("attempts", 0) + 1
+            self.store.save(job)
+            try:
+                await self.run_job(job)
+            except Exception as exc:  # a bug must not stop the worker
+                self._finish(job, "failed", f"internal error: {exc}")
+
+    def command(self, job: dict[str, Any]) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "abrstack", "encode", str(self.source_path(job["source"])),
+            "--title", job["title"], "--media", str(self.config.media.resolve()),
+            "--segment-s", str(job["segment_s"]), "--codec", job["codec"], "--progress", "json",
+        ]
+        if job["ladder"] != "default":
+            ladder_file = self.config.state / f"{job['id']}.ladder.json"
+            ladder_file.write_text(json.dumps(job["ladder"]))
+            cmd += ["--ladder", str(ladder_file.resolve())]
+        if job["quality"]:
+            cmd.append("--quality")
+        if job["force"]:
+            cmd.append("--force")
+        return cmd
+
+    async def run_job(self, job: dict[str, Any]) -> None:
+        try:
+            cmd = self.command(job)
+        except JobError as exc:
+            self._finish(job, "failed", str(exc))
+            return
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )
+        self.procs[job["id"]] = proc
+        last_error = ""
+        assert proc.stderr is not None
+        async for raw in proc.stderr:
+            line = raw.decode(errors="replace").strip()
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
+                    msg = json.loads(line)
+                    # encode stage is 90% of the job; quality measurement the rest
+                    share = 0.9 if msg["stage"].startswith("encode") else 0.1
+                    base = 0.0 if share == 0.9 else 0.9
+                    job["progress"] = round(base + share * float(msg["progress"]), 3)
+                    self.store.save(job)
+            elif line:
+                last_error = line
+        code = await proc.wait()
+        self.procs.pop(job["id"], None)
+        if job["id"] in self.cancelled or job["state"] == "cancelled":
+            return
+        if code == 0:
+            job["progress"] = 1.0
+            self._finish(job, "done", None)
+        else:
+            message = last_error.split(": error: ", 1)[-1] or f"abr encode exited with {code}"
+            self._finish(job, "failed", message)
+
+    def _finish(self, job: dict[str, Any], state: str, error: str | None) -> None:
+        job.update(state=state, error=error, finished=time.time())
+        self.store.save(job)
+
+    async def start(self, app: web.Application) -> None:
+        self.workers = [asyncio.create_task(self.worker()) for _ in range(self.config.concurrency)]
+
+    async def stop(self, app: web.Application) -> None:
+        for task in self.workers:
+            task.cancel()
+        for proc in list(self.procs.values()):
+            if proc.returncode is None:
+                proc.terminate()
+                with contextlib.suppress(asyncio.TimeoutError, ProcessLookupError):
+                    await asyncio.wait_for(proc.wait(), 30)
+        # Jobs interrupted by this shutdown stay "running" on disk and rerun at start.
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _die_with_parent() -> None:
+    """Linux: the child encode gets SIGTERM if the service dies (even by SIGKILL)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def make_app(config: ServiceConfig) -> web.Application:
+    if config.concurrency < 1:
+        raise EncoderError("--concurrency must be at least 1")
+    if not config.inputs.is_dir():
+        raise EncoderError(f"the inputs folder {config.inputs} does not exist")
+    service = JobService(config)
+    app = web.Application(client_max_size=1 << 20)
+    app.add_routes(
+        [
+            web.post("/jobs", service.post_job),
+            web.get("/jobs", service.list_jobs),
+            web.get("/jobs/{id}", service.get_job),
+            web.delete("/jobs/{id}", service.delete_job),
+            web.get("/healthz", service.healthz),
+        ]
+    )
+    app.on_startup.append(service.start)
+    app.on_shutdown.append(service.stop)
+    return app
+
+
+def run(config: ServiceConfig) -> None:
+    app = make_app(config)
+    print(f"encoder service on http://{config.host}:{config.port} "
+          f"(inputs {config.inputs}, media {config.media})", flush=True)
+    web.run_app(app, host=config.host, port=config.port, print=None)
