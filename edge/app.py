@@ -1,0 +1,581 @@
+"""The edge as an ASGI application (protocol-agnostic: hypercorn speaks h1/h2/h3).
+
+Per request: own endpoints (``/healthz``, ``/metrics``, ``POST /purge``, CORS preflight),
+else the cache: memory → in-flight fetch → disk → origin, with the decisions taken by
+:mod:`edge.policy` and the fetch shared through :mod:`edge.collapse`.
+
+``X-Cache`` values: ``HIT`` (fresh from cache), ``MISS`` (fetched), ``STALE`` (served
+stale: stale-while-revalidate or stale-if-error), ``REVALIDATED`` (a 304 from the origin
+refreshed the stored copy). A request that joined another request's origin fetch adds
+``; collapsed`` (e.g. ``MISS; collapsed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from edge.collapse import Head, Inflight
+from edge.metrics import EdgeMetrics
+from edge.policy import (
+    Entry,
+    Headers,
+    Lookup,
+    PathRejected,
+    PolicyConfig,
+    RangeNotSatisfiable,
+    cache_key,
+    clean_headers,
+    header,
+    judge,
+    may_serve_stale_on_error,
+    normalise_path,
+    not_modified_for,
+    output_headers,
+    parse_cache_control,
+    parse_range,
+    prefetch_choice,
+    refreshed,
+    storable,
+    validators,
+)
+from edge.store import Hit, TieredStore
+from edge.upstream import Upstream, UpstreamConfig, UpstreamError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+access_log = logging.getLogger("abrstack.edge.access")
+log = logging.getLogger("abrstack.edge")
+
+_CORS_ALLOW_HEADERS = (
+    "Range, If-None-Match, If-Modified-Since, CMCD-Object, CMCD-Request, CMCD-Session, "
+    "CMCD-Status"
+)
+_CORS_EXPOSE = "X-Cache, Age, Content-Range, Content-Length, Accept-Ranges, ETag, Via"
+_PROTOCOLS = {"1.0": "h1", "1.1": "h1", "2": "h2", "3": "h3"}
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Everything one edge worker needs; built once by the CLI."""
+
+    upstream: UpstreamConfig
+    """Origins and how to talk to them."""
+    cache_dir: Path
+    """Disk tier folder (also keeps the self-signed certificate)."""
+    cache_size_bytes: int = 10 * 2**30
+    """Disk tier bound."""
+    memory_size_bytes: int = 512 * 2**20
+    """Memory tier bound."""
+    disk_policy: str = "least-recently-stored"
+    """diskcache eviction policy (see :mod:`edge.store`)."""
+    prefetch_k: int = 2
+    """Segments to prefetch after a segment request (0 disables, CMCD ``nor`` still used)."""
+    purge_token: str | None = None
+    """Bearer token for ``POST /purge``; None disables purging."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Freshness knobs."""
+    worker: str = "0"
+    """Worker id used in metrics and logs."""
+    via_name: str = "abr-edge"
+    """Pseudonym in ``Via``."""
+
+
+class EdgeApp:
+    """The ASGI callable. One instance per worker process."""
+
+    def __init__(self, cfg: EdgeConfig, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.metrics = EdgeMetrics(cfg.worker)
+        self.store = TieredStore(cfg.memory_size_bytes, cfg.cache_dir / "objects",
+                                 cfg.cache_size_bytes, cfg.disk_policy)
+        self.upstream = Upstream(cfg.upstream)
+        self.upstream.on_fetch = self.metrics.observe_fetch  # type: ignore[assignment]
+        self.inflight: dict[str, Inflight] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._prefetch_slots: asyncio.Semaphore | None = None
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def startup(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        await self.upstream.start()
+        self._prefetch_slots = asyncio.Semaphore(8)
+        self._spawn(self._housekeeping())
+
+    async def shutdown(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.upstream.close()
+        self.store.disk.close()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _housekeeping(self) -> None:
+        """Cull the disk tier off the request path and refresh tier gauges."""
+        while True:
+            try:
+                await asyncio.to_thread(self.store.disk.cull)
+                volume = await asyncio.to_thread(self.store.disk.size_bytes)
+                self.metrics.cache_bytes.labels("disk", self.cfg.worker).set(volume)
+                self.metrics.cache_bytes.labels("memory", self.cfg.worker).set(
+                    self.store.memory.size_bytes)
+            except Exception:  # noqa: BLE001 - housekeeping must never die
+                log.exception("housekeeping failed")
+            await asyncio.sleep(2.0)
+
+    # ----------------------------------------------------------------------- ASGI
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if not self._started:
+            await self.startup()
+        t0 = time.monotonic()
+        ctx = _Ctx(scope, send)
+        try:
+            await self._handle(ctx, receive)
+        except Exception as exc:  # noqa: BLE001 - translate once, at the boundary
+            if not ctx.started:
+                log.exception("request failed")
+                await ctx.simple(500, "internal error\n")
+            else:
+                ctx.cut = type(exc).__name__
+        finally:
+            self._log(ctx, time.monotonic() - t0)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _log(self, ctx: _Ctx, seconds: float) -> None:
+        proto = ctx.protocol
+        self.metrics.observe_request(proto, ctx.status, ctx.cache, ctx.body_bytes)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(json.dumps({
+                "ts": round(time.time(), 3), "worker": self.cfg.worker, "protocol": proto,
+                "http_version": ctx.scope.get("http_version"), "method": ctx.scope["method"],
+                "path": ctx.scope.get("path"), "query": ctx.scope.get("query_string", b"").decode("latin-1"),
+                "status": ctx.status, "cache": ctx.cache, "bytes": ctx.body_bytes,
+                "duration_ms": round(seconds * 1000, 3),
+                "client": (ctx.scope.get("client") or [None])[0], **({"cut": ctx.cut} if ctx.cut else {}),
+            }, separators=(",", ":")))
+
+    # ------------------------------------------------------------------- routing
+    async def _handle(self, ctx: _Ctx, receive: Receive) -> None:
+        method = ctx.scope["method"]
+        raw_path = ctx.scope.get("raw_path") or ctx.scope["path"].encode()
+        path_raw = raw_path.split(b"?", 1)[0].decode("latin-1")
+        query = ctx.scope.get("query_string", b"").decode("latin-1")
+        if path_raw == "/healthz":
+            await ctx.json(200, {"status": "ok", "worker": self.cfg.worker, "origins": {
+                o: b.state.value for o, b in self.upstream.breakers.items()}})
+            return
+        if path_raw == "/metrics":
+            await ctx.send_full(200, [("content-type", "text/plain; version=0.0.4")],
+                                self.metrics.render())
+            return
+        if path_raw == "/purge":
+            await self._purge(ctx, receive, query)
+            return
+        if method == "OPTIONS":
+            await ctx.send_full(204, [
+                ("access-control-allow-origin", "*"),
+                ("access-control-allow-methods", "GET, HEAD, OPTIONS"),
+                ("access-control-allow-headers", _CORS_ALLOW_HEADERS),
+                ("access-control-max-age", "86400"),
+            ], b"")
+            return
+        if method not in ("GET", "HEAD"):
+            await ctx.send_full(405, [("allow", "GET, HEAD, OPTIONS"),
+                                      ("content-type", "text/plain")], b"method not allowed\n")
+            return
+        try:
+            path = normalise_path(path_raw)
+        except (PathRejected, UnicodeDecodeError):
+            await ctx.simple(400, "bad path\n")
+            return
+        key = cache_key(path, query)
+        req_headers = ctx.headers
+        await self._serve_object(ctx, key, path, query, req_headers)
+        if method == "GET" and path.startswith("/media/"):
+            self._prefetch(path, query, req_headers)
+
+    # --------------------------------------------------------------------- cache
+    async def _serve_object(self, ctx: _Ctx, key: str, path: str, query: str,
+                            req_headers: dict[str, str]) -> None:
+        now = self.clock()
+        self.store.apply_remote_purges(now)
+        hit = self.store.lookup_memory(key)
+        if hit is None:
+            flight = self.inflight.get(key)
+            if flight is not None:
+                await self._follow(ctx, flight, req_headers, collapsed=True)
+                return
+            hit = await asyncio.to_thread(self.store.lookup_disk, key)
+            if hit is not None:
+                self.store.promote(key, hit)
+        if hit is not None:
+            verdict = judge(hit.entry, now, self.cfg.policy,
+                            parse_cache_control(req_headers.get("cache-control")))
+            if verdict.action is Lookup.FRESH:
+                await self._send_stored(ctx, hit.entry, hit.body, "HIT", req_headers)
+                return
+            if verdict.action is Lookup.STALE_REVALIDATE_BACKGROUND:
+                if key not in self.inflight:
+                    self._start_fetch(key, _path_qs(path, query), hit)
+                await self._send_stored(ctx, hit.entry, hit.body, "STALE", req_headers)
+                return
+        flight = self.inflight.get(key)
+        collapsed = flight is not None
+        if flight is None:
+            flight = self._start_fetch(key, _path_qs(path, query), hit)
+        await self._follow(ctx, flight, req_headers, collapsed=collapsed)
+
+    def _start_fetch(self, key: str, path_qs: str, stale: Hit | None) -> Inflight:
+        flight = Inflight(key)
+        self.inflight[key] = flight
+        self._spawn(self._fetch(flight, path_qs, stale))
+        return flight
+
+    async def _fetch(self, flight: Inflight, path_qs: str, stale: Hit | None) -> None:
+        """The one origin fetch for ``flight.key`` (runs as its own task)."""
+        key = flight.key
+        hdrs = {"Accept-Encoding": "identity", "Via": f"1.1 {self.cfg.via_name}"}
+        if stale is not None:
+            hdrs.update(validators(stale.entry))
+        try:
+            async with self.upstream.get(path_qs, hdrs) as r:
+                now = self.clock()
+                raw = r.headers
+                got = clean_headers(raw)
+                age_in = header(tuple((k.lower(), v) for k, v in raw), "age")
+                if age_in:
+                    got = got + (("age-in", age_in),)
+                if r.status == 304 and stale is not None:
+                    entry = refreshed(stale.entry, got, r.request_time_s, r.response_time_s)
+                    self.store.memory.update_entry(key, entry)
+                    await asyncio.to_thread(self.store.disk.update_entry, key, entry)
+                    flight.resolve(Head("stored", 200, entry=entry, body=stale.body,
+                                        x_cache="REVALIDATED"))
+                    return
+                if r.status >= 500 and stale is not None and may_serve_stale_on_error(
+                        stale.entry, now, self.cfg.policy):
+                    flight.resolve(Head("stored", 200, entry=stale.entry, body=stale.body,
+                                        x_cache="STALE"))
+                    return
+                keep = storable("GET", r.status, got)
+                cl_raw = header(tuple((k.lower(), v) for k, v in raw), "content-length")
+                cl = int(cl_raw) if cl_raw and cl_raw.isdigit() else None
+                flight.resolve(Head("body", r.status, headers=got, content_length=cl,
+                                    shareable=keep or r.status >= 400))
+                async for chunk in r.chunks():
+                    flight.append(chunk)
+                flight.finish()
+                if keep:
+                    body = bytes(flight.buf)
+                    entry = Entry(r.status, got, r.request_time_s, r.response_time_s, len(body))
+                    if r.status == 200:
+                        await asyncio.to_thread(self.store.store, key, entry, body, True)
+                    else:  # negative entries live in memory only: they expire in seconds
+                        self.store.store(key, entry, body, False)
+        except UpstreamError as exc:
+            if stale is not None and may_serve_stale_on_error(stale.entry, self.clock(),
+                                                               self.cfg.policy):
+                flight.resolve(Head("stored", 200, entry=stale.entry, body=stale.body,
+                                    x_cache="STALE"))
+            else:
+                flight.resolve(Head("error", exc.status, reason=exc.reason))
+        except (asyncio.CancelledError, Exception) as exc:
+            flight.fail(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            if self.inflight.get(key) is flight:
+                del self.inflight[key]
+
+    async def _follow(self, ctx: _Ctx, flight: Inflight, req_headers: dict[str, str],
+                      collapsed: bool) -> None:
+        if collapsed:
+            self.metrics.collapsed.labels(self.cfg.worker).inc()
+        tag = "; collapsed" if collapsed else ""
+        try:
+            head = await asyncio.shield(flight.head)
+        except Exception:  # noqa: BLE001 - the fetch broke before any header
+            await ctx.simple(502, "origin failed\n", cache="MISS" + tag)
+            return
+        if head.kind == "stored":
+            assert head.entry is not None
+            await self._send_stored(ctx, head.entry, head.body, head.x_cache + tag, req_headers)
+            return
+        if head.kind == "error":
+            await ctx.simple(head.status, head.reason + "\n", cache="MISS" + tag)
+            return
+        if collapsed and not head.shareable:
+            # RFC 9111 §4: a private/no-store answer must not be shared: fetch again.
+            flight = self._start_fetch_uncollapsed(flight.key, ctx)
+            await self._follow(ctx, flight, req_headers, collapsed=False)
+            return
+        hs = list(output_headers(Entry(head.status, head.headers, 0, 0, 0)))
+        hs += [("age", "0"), ("x-cache", "MISS" + tag), ("via", self._via(ctx))]
+        _cors(hs)
+        start, end, status = 0, None, head.status
+        if head.status == 200 and head.content_length is not None:
+            hs.append(("accept-ranges", "bytes"))
+            try:
+                rng = parse_range(req_headers.get("range"), head.content_length)
+            except RangeNotSatisfiable:
+                await self._send_416(ctx, head.content_length, "MISS" + tag)
+                return
+            if rng is not None:
+                status, start, end = 206, rng.start, rng.end + 1
+                hs += [("content-range", rng.content_range(head.content_length)),
+                       ("content-length", str(rng.length))]
+            else:
+                hs.append(("content-length", str(head.content_length)))
+        elif head.content_length is not None:
+            hs.append(("content-length", str(head.content_length)))
+        ctx.cache = "MISS" + tag
+        await ctx.start(status, hs)
+        if ctx.scope["method"] == "HEAD":
+            await ctx.body(b"", more=False)
+            return
+        async for chunk in flight.follow(start, end):
+            await ctx.body(chunk, more=True)
+        await ctx.body(b"", more=False)
+
+    def _start_fetch_uncollapsed(self, key: str, ctx: _Ctx) -> Inflight:
+        flight = Inflight(key)  # not registered: nobody else may join it
+        path_qs = ctx.scope["path"] + (("?" + ctx.scope["query_string"].decode("latin-1"))
+                                       if ctx.scope.get("query_string") else "")
+        self._spawn(self._fetch_private(flight, path_qs))
+        return flight
+
+    async def _fetch_private(self, flight: Inflight, path_qs: str) -> None:
+        try:
+            async with self.upstream.get(path_qs, {"Accept-Encoding": "identity"}) as r:
+                cl = r.headers and dict((k.lower(), v) for k, v in r.headers).get("content-length")
+                flight.resolve(Head("body", r.status, headers=clean_headers(r.headers),
+                                    content_length=int(cl) if cl and cl.isdigit() else None))
+                async for chunk in r.chunks():
+                    flight.append(chunk)
+                flight.finish()
+        except UpstreamError as exc:
+            flight.resolve(Head("error", exc.status, reason=exc.reason))
+        except Exception as exc:  # noqa: BLE001
+            flight.fail(exc)
+
+    async def _send_stored(self, ctx: _Ctx, entry: Entry, body: bytes, x_cache: str,
+                           req_headers: dict[str, str]) -> None:
+        from edge.policy import current_age_s
+
+        hs = list(output_headers(entry))
+        hs += [("age", str(int(current_age_s(entry, self.clock())))), ("x-cache", x_cache),
+               ("via", self._via(ctx))]
+        _cors(hs)
+        ctx.cache = x_cache
+        if entry.status == 200 and not_modified_for(entry, req_headers):
+            keep = {"etag", "last-modified", "cache-control", "expires", "vary"}
+            await ctx.send_full(304, [h for h in hs if h[0] in keep or h[0] in
+                                      {"age", "x-cache", "via"} or h[0].startswith("access-control")],
+                                b"")
+            return
+        status, payload = entry.status, body
+        if entry.status == 200:
+            hs.append(("accept-ranges", "bytes"))
+            try:
+                rng = parse_range(req_headers.get("range"), len(body))
+            except RangeNotSatisfiable:
+                await self._send_416(ctx, len(body), x_cache)
+                return
+            if rng is not None:
+                status = 206
+                payload = body[rng.start:rng.end + 1]
+                hs.append(("content-range", rng.content_range(len(body))))
+        await ctx.send_full(status, hs, payload)
+
+    async def _send_416(self, ctx: _Ctx, size: int, x_cache: str) -> None:
+        ctx.cache = x_cache
+        await ctx.send_full(416, [("content-range", f"bytes */{size}"), ("x-cache", x_cache)],
+                            b"")
+
+    def _via(self, ctx: _Ctx) -> str:
+        return f"{ctx.scope.get('http_version', '1.1')} {self.cfg.via_name}"
+
+    # ------------------------------------------------------------------ prefetch
+    def _prefetch(self, path: str, query: str, req_headers: dict[str, str]) -> None:
+        for target in prefetch_choice(path, query, req_headers, self.cfg.prefetch_k):
+            key = cache_key(target, "")
+            if key in self.inflight or self.store.memory.get(key) is not None:
+                continue
+            self._spawn(self._prefetch_one(key, target))
+
+    async def _prefetch_one(self, key: str, path: str) -> None:
+        assert self._prefetch_slots is not None
+        async with self._prefetch_slots:
+            if key in self.inflight or self.store.memory.get(key) is not None:
+                return
+            hit = await asyncio.to_thread(self.store.lookup_disk, key)
+            if hit is not None and judge(hit.entry, self.clock(), self.cfg.policy).action \
+                    is Lookup.FRESH:
+                self.store.promote(key, hit)
+                return
+            if key in self.inflight:
+                return
+            self.metrics.prefetches.labels(self.cfg.worker).inc()
+            flight = self._start_fetch(key, path, hit)
+            try:
+                await asyncio.shield(flight.head)
+                while not flight.done:  # hold the slot until the body is in
+                    async for _ in flight.follow(len(flight.buf)):
+                        pass
+            except Exception:  # noqa: BLE001 - a failed prefetch is only a lost hint
+                return
+
+    # --------------------------------------------------------------------- purge
+    async def _purge(self, ctx: _Ctx, receive: Receive, query: str) -> None:
+        if ctx.scope["method"] != "POST":
+            await ctx.send_full(405, [("allow", "POST")], b"")
+            return
+        token = self.cfg.purge_token
+        auth = ctx.headers.get("authorization", "")
+        if not token:
+            await ctx.simple(403, "purge is disabled (no --purge-token)\n")
+            return
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            await ctx.send_full(401, [("www-authenticate", 'Bearer realm="abr-edge"'),
+                                      ("content-type", "text/plain")], b"bad or missing token\n")
+            return
+        body = await _read_body(receive, 64 * 1024)
+        args: dict[str, str] = dict(parse_qsl(query))
+        if body:
+            try:
+                parsed = json.loads(body)
+                if isinstance(parsed, dict):
+                    args.update({k: str(v) for k, v in parsed.items()})
+            except ValueError:
+                await ctx.simple(400, "body must be JSON {\"path\": ...} or {\"prefix\": ...}\n")
+                return
+        target = args.get("path") or args.get("prefix")
+        if not target or not target.startswith("/"):
+            await ctx.simple(400, "give path=/... or prefix=/...\n")
+            return
+        prefix = "prefix" in args and "path" not in args
+        if not prefix:
+            path, _, q = target.partition("?")
+            target = cache_key(path, q)
+        n = await asyncio.to_thread(self.store.purge, target, prefix)
+        await ctx.json(200, {"purged": n, "target": target, "prefix": prefix})
+
+
+# ------------------------------------------------------------------- helpers
+
+class _Ctx:
+    """One request's response state (so the access log sees what was sent)."""
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self.scope = scope
+        self._send = send
+        self.status = 0
+        self.cache = "NONE"
+        self.body_bytes = 0
+        self.started = False
+        self.cut = ""
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                        for k, v in scope.get("headers", [])}
+
+    @property
+    def protocol(self) -> str:
+        return _PROTOCOLS.get(self.scope.get("http_version", "1.1"), "h1")
+
+    async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.started = True
+        await self._send({"type": "http.response.start", "status": status,
+                          "headers": [(k.encode("latin-1"), v.encode("latin-1"))
+                                      for k, v in headers]})
+
+    async def body(self, data: bytes, more: bool) -> None:
+        self.body_bytes += len(data)
+        await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def send_full(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+        headers = [h for h in headers if h[0] != "content-length"]
+        headers.append(("content-length", str(len(data))))
+        await self.start(status, headers)
+        await self.body(b"" if self.scope["method"] == "HEAD" else data, more=False)
+
+    async def simple(self, status: int, text: str, cache: str | None = None) -> None:
+        if cache is not None:
+            self.cache = cache
+        await self.send_full(status, [("content-type", "text/plain; charset=utf-8"),
+                                      ("x-cache", self.cache if cache else "NONE")],
+                             text.encode())
+
+    async def json(self, status: int, obj: object) -> None:
+        await self.send_full(status, [("content-type", "application/json"),
+                                      ("cache-control", "no-store")],
+                             json.dumps(obj).encode())
+
+
+def _cors(hs: list[tuple[str, str]]) -> None:
+    names = {k for k, _ in hs}
+    if "access-control-allow-origin" not in names:
+        hs.append(("access-control-allow-origin", "*"))
+    hs.append(("access-control-expose-headers", _CORS_EXPOSE))
+
+
+def _path_qs(path: str, query: str) -> str:
+    return f"{path}?{query}" if query else path
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    out = bytearray()
+    while True:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            break
+        out += msg.get("body", b"")
+        if len(out) > limit:
+            break
+        if not msg.get("more_body"):
+            break
+    return bytes(out[:limit])
+
+
+def make_app(cfg: EdgeConfig) -> EdgeApp:
+    """Build an edge worker's ASGI app."""
+    os.makedirs(cfg.cache_dir, exist_ok=True)
+    return EdgeApp(cfg)
+
+
+__all__ = ["EdgeApp", "EdgeConfig", "Headers", "make_app"]

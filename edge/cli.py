@@ -1,0 +1,104 @@
+"""``abr edge``: run a caching edge in front of one or more origins."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from edge import EdgeError
+
+
+def register(subparsers: Any) -> None:
+    """Add ``abr edge`` to the ``abr`` command line."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "edge", help="run a caching edge (h1, h2, h3) in front of origins",
+        description="Caching CDN edge: memory + disk tiers, request collapsing, "
+                    "stale-if-error, prefetch; HTTP/1.1 on --http-port, TLS h2/http1.1 "
+                    "and HTTP/3 (QUIC) on --port.")
+    p.add_argument("--origin", action="append", required=True, metavar="URL",
+                   help="origin base URL (repeat for failover, in order of preference)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8443, help="TLS + QUIC port (default 8443)")
+    p.add_argument("--http-port", type=int, default=8081,
+                   help="cleartext HTTP/1.1 port (default 8081; -1 disables)")
+    p.add_argument("--cache-dir", type=Path, default=Path(".edge-cache"),
+                   help="disk cache and certificate folder (default .edge-cache)")
+    p.add_argument("--cache-size", default="10GiB", help="disk tier bound (default 10GiB)")
+    p.add_argument("--memory-size", default="512MiB", help="memory tier bound (default 512MiB)")
+    p.add_argument("--disk-policy", default="least-recently-stored",
+                   choices=["least-recently-stored", "least-recently-used"],
+                   help="disk eviction order (default least-recently-stored: reads stay "
+                        "read-only; see README)")
+    p.add_argument("--cert", type=Path, help="PEM certificate (default: self-signed, kept "
+                                              "in --cache-dir)")
+    p.add_argument("--key", type=Path, help="PEM private key for --cert")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--prefetch", type=int, default=2, metavar="K",
+                   help="segments to prefetch after a segment request (default 2)")
+    p.add_argument("--purge-token", default=None,
+                   help="bearer token for POST /purge (default: env ABR_EDGE_PURGE_TOKEN; "
+                        "purge disabled when neither is set)")
+    p.add_argument("--negative-ttl", type=float, default=5.0,
+                   help="seconds a 404 is cached (default 5)")
+    p.add_argument("--connect-timeout", type=float, default=2.0, help="origin connect timeout s")
+    p.add_argument("--read-timeout", type=float, default=10.0, help="origin read timeout s")
+    p.add_argument("--retries", type=int, default=2, help="origin GET retries (default 2)")
+    p.add_argument("--header-timeout", type=float, default=5.0,
+                   help="close connections without a complete request head after this (s)")
+    p.add_argument("--access-log", default="-",
+                   help='JSON access log: "-" stderr (default), a file, or "off"')
+    p.set_defaults(handler=_run)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """Turn parsed arguments into a :class:`edge.server.ServerConfig` (or raise EdgeError)."""
+    from urllib.parse import urlparse
+
+    from edge.app import EdgeConfig
+    from edge.policy import PolicyConfig, parse_size
+    from edge.server import ServerConfig
+    from edge.upstream import UpstreamConfig
+
+    for o in args.origin:
+        u = urlparse(o)
+        if u.scheme not in ("http", "https") or not u.netloc:
+            raise EdgeError(f"--origin {o!r} is not an http(s) URL.")
+    try:
+        cache_bytes = parse_size(args.cache_size)
+        mem_bytes = parse_size(args.memory_size)
+    except ValueError as exc:
+        raise EdgeError(f"bad size: {exc}.") from None
+    if args.workers < 1:
+        raise EdgeError("--workers must be at least 1.")
+    if (args.cert is None) != (args.key is None):
+        raise EdgeError("--cert and --key go together.")
+    for f in (args.cert, args.key):
+        if f is not None and not f.is_file():
+            raise EdgeError(f"cannot read {f}.")
+    token = args.purge_token or os.environ.get("ABR_EDGE_PURGE_TOKEN") or None
+    app = EdgeConfig(
+        upstream=UpstreamConfig(tuple(args.origin), args.connect_timeout, args.read_timeout,
+                                args.retries),
+        cache_dir=args.cache_dir, cache_size_bytes=cache_bytes, memory_size_bytes=mem_bytes,
+        disk_policy=args.disk_policy, prefetch_k=args.prefetch, purge_token=token,
+        policy=PolicyConfig(negative_ttl_s=args.negative_ttl),
+    )
+    return ServerConfig(
+        app=app, host=args.host, port=args.port,
+        http_port=None if args.http_port < 0 else args.http_port,
+        certfile=args.cert, keyfile=args.key, workers=args.workers,
+        header_timeout_s=args.header_timeout,
+        access_log=None if args.access_log == "off" else args.access_log,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.server import run
+
+    cfg = build_config(args)
+    try:
+        return run(cfg)
+    except OSError as exc:
+        raise EdgeError(f"cannot listen on {args.host}: {exc.strerror or exc}.") from None

@@ -1,0 +1,322 @@
+"""Serving the edge app with hypercorn: h1 cleartext, h1/h2 over TLS (ALPN) and h3 over
+QUIC on the same port number, in one or several worker processes.
+
+Tuning applied to hypercorn 0.18 / aioquic 1.7 (measured in bench/edge.py; see README):
+
+- QUIC: larger flow-control windows (``max_data`` 16 MiB, ``max_stream_data`` 8 MiB, the
+  1 MiB defaults stall a 1 MB object), a 4 MiB ``SO_RCVBUF``/``SO_SNDBUF`` on the UDP
+  socket (the 208 KB default drops packets under load, FACTS.md), and a 1024-deep
+  datagram queue in place of hypercorn's 10 (it silently drops datagrams past it).
+- HTTP/2: hypercorn sends one DATA frame (16 KiB) per pass of its priority scheduler and
+  flushes after each; :func:`_batched_send_data` sends up to the flow-control window
+  (many frames) per pass and flushes once, which cuts the ``priority`` tree work that
+  dominated profiles (FACTS.md: ~84% in ``priority.Stream.schedule``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edge.app import EdgeApp, EdgeConfig
+
+log = logging.getLogger("abrstack.edge")
+
+UDP_BUFFER_BYTES = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where and how the edge listens."""
+
+    app: EdgeConfig
+    """The cache and origin settings."""
+    host: str = "127.0.0.1"
+    """Address to bind (``localhost`` binds 127.0.0.1, and QUIC also on ::1)."""
+    port: int = 8443
+    """TLS (h2 + http/1.1) over TCP and HTTP/3 over UDP; 0 picks a free port for both."""
+    http_port: int | None = 8081
+    """Cleartext HTTP/1.1; None disables it, 0 picks a free port."""
+    certfile: Path | None = None
+    """PEM certificate; None makes (once) a self-signed one in the cache dir."""
+    keyfile: Path | None = None
+    """PEM key for ``certfile``."""
+    workers: int = 1
+    """Worker processes sharing the ports (SO_REUSEPORT) and the disk cache."""
+    header_timeout_s: float = 5.0
+    """A connection that has not sent a complete request head within this closes."""
+    max_header_bytes: int = 16 * 1024
+    """Largest request head accepted over HTTP/1.1 (h11 ``max_incomplete_event_size``)."""
+    access_log: str | None = "-"
+    """Where the JSON access log goes: "-" stderr, a file path, or None."""
+    quic_max_datagram_bytes: int = 1350
+    """QUIC datagram size aioquic sends (1200 minimum; loopback tolerates more)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Further hypercorn Config attributes (tests and benchmarks)."""
+
+
+@dataclass(frozen=True)
+class BoundPorts:
+    """The ports actually bound (useful when 0 was asked)."""
+
+    host: str
+    port: int
+    http_port: int | None
+
+
+# ------------------------------------------------------------------ tuning
+
+_patched = False
+
+
+def apply_tuning(quic_max_datagram_bytes: int = 1350) -> None:
+    """Patch hypercorn's QUIC and HTTP/2 hot spots (idempotent)."""
+    global _patched
+    if _patched:
+        return
+    _patched = True
+    import hypercorn.asyncio.run as hrun
+    import hypercorn.protocol.h2 as hh2
+    import hypercorn.protocol.quic as hquic
+    from hypercorn.asyncio.udp_server import UDPServer
+
+    class TunedQuicProtocol(hquic.QuicProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.quic_config.max_data = 16 * 2**20
+            self.quic_config.max_stream_data = 8 * 2**20
+            self.quic_config.max_datagram_size = quic_max_datagram_bytes
+            self.quic_config.idle_timeout = 30.0
+
+    class TunedUDPServer(UDPServer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.protocol_queue = asyncio.Queue(1024)
+
+    hquic.QuicProtocol = TunedQuicProtocol  # type: ignore[misc]
+    hrun.UDPServer = TunedUDPServer  # type: ignore[misc]
+    hh2.H2Protocol._send_data = _batched_send_data  # type: ignore[method-assign]
+
+
+async def _batched_send_data(self: Any, stream_id: int) -> None:
+    """hypercorn's ``H2Protocol._send_data``, sending every frame the window allows."""
+    import h2.exceptions
+
+    try:
+        budget = max(0, self.connection.local_flow_control_window(stream_id))
+        frame = self.connection.max_outbound_frame_size
+        buffer = self.stream_buffers[stream_id]
+        sent = 0
+        while sent < budget:
+            data = await buffer.pop(min(budget - sent, 16 * frame))
+            if not data:
+                break
+            for i in range(0, len(data), frame):
+                self.connection.send_data(stream_id, data[i:i + frame])
+            sent += len(data)
+            if len(buffer._data) == 0:  # noqa: SLF001 - nothing more queued right now
+                break
+        if sent:
+            await self._flush()
+        else:
+            self.priority.block(stream_id)
+        if buffer.complete:
+            self.connection.end_stream(stream_id)
+            await self._flush()
+            del self.stream_buffers[stream_id]
+            self.priority.remove_stream(stream_id)
+    except (h2.exceptions.StreamClosedError, KeyError, h2.exceptions.ProtocolError):
+        buf = self.stream_buffers.get(stream_id)
+        if buf is not None:
+            await buf.close()
+            del self.stream_buffers[stream_id]
+        with contextlib.suppress(Exception):
+            self.priority.remove_stream(stream_id)
+
+
+# ------------------------------------------------------------------ sockets
+
+def _tcp(host: str, port: int, reuseport: bool) -> socket.socket:
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.bind((host, port))
+    s.setblocking(False)
+    s.set_inheritable(True)
+    return s
+
+
+def _udp(host: str, port: int, reuseport: bool) -> socket.socket:
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            s.setsockopt(socket.SOL_SOCKET, opt, UDP_BUFFER_BYTES)
+    s.bind((host, port))
+    s.setblocking(False)
+    return s
+
+
+def _bind_host(host: str) -> str:
+    return "127.0.0.1" if host == "localhost" else host.strip("[]")
+
+
+def bind_sockets(cfg: ServerConfig, reuseport: bool) -> tuple[Any, BoundPorts]:
+    """Bind TLS/TCP + QUIC/UDP on one port number (retrying when 0 was asked) and the
+    cleartext port. Returns hypercorn ``Sockets`` and the ports bound."""
+    from hypercorn.config import Sockets
+
+    host = _bind_host(cfg.host)
+    for _ in range(50):
+        tcp = _tcp(host, cfg.port, reuseport)
+        port = tcp.getsockname()[1]
+        try:
+            quic = [_udp(host, port, reuseport)]
+            if cfg.host == "localhost":
+                with contextlib.suppress(OSError):
+                    quic.append(_udp("::1", port, reuseport))  # Chromium resolves ::1 first
+            break
+        except OSError:
+            tcp.close()
+            if cfg.port:
+                raise
+    else:  # pragma: no cover - 50 collisions in a row
+        raise OSError("could not bind TCP and UDP on one port")
+    insecure = []
+    http_port = None
+    if cfg.http_port is not None:
+        h = _tcp(host, cfg.http_port, reuseport)
+        http_port = h.getsockname()[1]
+        insecure.append(h)
+    return Sockets([tcp], insecure, quic), BoundPorts(host, port, http_port)
+
+
+def hypercorn_config(cfg: ServerConfig, certfile: Path, keyfile: Path, port: int) -> Any:
+    from hypercorn.config import Config
+
+    hc = Config()
+    hc.certfile, hc.keyfile = str(certfile), str(keyfile)
+    hc.alpn_protocols = ["h2", "http/1.1"]
+    hc.alt_svc_headers = [f'h3=":{port}"; ma=3600']
+    hc.keep_alive_timeout = cfg.header_timeout_s  # hypercorn's idle timer runs until a
+    # complete request head arrives, so this is also the slow-header (slowloris) limit
+    hc.h11_max_incomplete_size = cfg.max_header_bytes
+    hc.h2_max_header_list_size = cfg.max_header_bytes
+    hc.keep_alive_max_requests = 1_000_000
+    hc.include_server_header = False
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.graceful_timeout = 2.0
+    hc.backlog = 1024
+    for k, v in cfg.extra.items():
+        setattr(hc, k, v)
+    return hc
+
+
+def resolve_cert(cfg: ServerConfig) -> tuple[Path, Path]:
+    from edge.tls import ensure_self_signed
+
+    if cfg.certfile is not None and cfg.keyfile is not None:
+        return cfg.certfile, cfg.keyfile
+    return ensure_self_signed(cfg.app.cache_dir / "tls")
+
+
+def setup_access_log(target: str | None) -> None:
+    logger = logging.getLogger("abrstack.edge.access")
+    logger.propagate = False
+    logger.handlers.clear()
+    if target is None:
+        logger.setLevel(logging.WARNING)
+        return
+    handler: logging.Handler = (logging.StreamHandler(sys.stderr) if target == "-"
+                                else logging.FileHandler(target))
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+async def serve(cfg: ServerConfig, *, sockets: Any = None, ports: BoundPorts | None = None,
+                shutdown: Callable[[], Awaitable[Any]] | None = None,
+                ready: Callable[[BoundPorts, EdgeApp], None] | None = None,
+                worker: str = "0") -> None:
+    """Run one worker in the current event loop until ``shutdown`` returns."""
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.utils import wrap_app
+
+    apply_tuning(cfg.quic_max_datagram_bytes)
+    certfile, keyfile = resolve_cert(cfg)
+    if sockets is None:
+        sockets, ports = bind_sockets(cfg, reuseport=False)
+    assert ports is not None
+    app = EdgeApp(replace(cfg.app, worker=worker))
+    hc = hypercorn_config(cfg, certfile, keyfile, ports.port)
+    if ready is not None:
+        ready(ports, app)
+    wrapped = wrap_app(app, hc.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    await worker_serve(wrapped, hc, sockets=sockets,
+                       shutdown_trigger=shutdown)
+
+
+def run(cfg: ServerConfig, announce: Callable[[str], None] = print) -> int:
+    """Run the edge in the foreground (``abr edge``); returns the exit code."""
+    from edge.tls import spki_sha256_b64
+
+    setup_access_log(cfg.access_log)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    certfile, keyfile = resolve_cert(cfg)
+    cfg = replace(cfg, certfile=certfile, keyfile=keyfile)
+    reuse = cfg.workers > 1
+    sockets, ports = bind_sockets(cfg, reuseport=reuse)
+    shown = "localhost" if cfg.host == "localhost" else ports.host
+    announce(f"abr edge: https://{shown}:{ports.port} (h2, http/1.1 over TLS; h3 over UDP)"
+             + (f", http://{shown}:{ports.http_port} (h1)" if ports.http_port else "")
+             + f"; origins {', '.join(cfg.app.upstream.origins)}; {cfg.workers} worker(s)")
+    announce(f"abr edge: certificate {certfile}; SPKI sha256 (for Chromium "
+             f"--ignore-certificate-errors-spki-list): {spki_sha256_b64(certfile)}")
+    if cfg.workers <= 1:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(cfg, sockets=sockets, ports=ports))
+        return 0
+    for s in [*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets]:
+        s.close()  # each worker binds its own SO_REUSEPORT sockets on the same ports
+    fixed = replace(cfg, port=ports.port, http_port=ports.http_port)
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_worker_main, args=(fixed, str(i)), daemon=False)
+             for i in range(cfg.workers)]
+    for p in procs:
+        p.start()
+
+    def _stop(*_: Any) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)
+
+
+def _worker_main(cfg: ServerConfig, worker: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sockets, ports = bind_sockets(cfg, reuseport=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(cfg, sockets=sockets, ports=ports, worker=worker))

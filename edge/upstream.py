@@ -1,0 +1,156 @@
+"""The edge's origin client: timeouts, retries with backoff, a circuit breaker per
+origin, and failover across several origins (shell around :mod:`edge.policy`)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from edge.policy import BreakerState, CircuitBreaker, backoff_s
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """How the edge talks to its origins."""
+
+    origins: tuple[str, ...]
+    """Base URLs, in order of preference (failover goes down the list)."""
+    connect_timeout_s: float = 2.0
+    """TCP connect timeout per attempt."""
+    read_timeout_s: float = 10.0
+    """Longest silence while reading headers or a body chunk."""
+    retries: int = 2
+    """Extra attempts for a GET after a connect error, timeout or 502/503/504."""
+    backoff_base_s: float = 0.05
+    """First retry delay ceiling; doubles per attempt."""
+    backoff_cap_s: float = 1.0
+    """Largest retry delay."""
+    breaker_failures: int = 5
+    """Consecutive failures that open an origin's circuit."""
+    breaker_open_s: float = 5.0
+    """How long an open circuit fails fast before a half-open probe."""
+
+
+class UpstreamError(Exception):
+    """No origin answered; ``status`` is what the client gets (502 or 504)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class UpstreamResponse:
+    """An origin's answer: status, raw headers, and the body as a chunk stream."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    origin: str
+    request_time_s: float
+    response_time_s: float
+    _resp: aiohttp.ClientResponse = field(repr=False)
+
+    async def chunks(self, size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        async for chunk in self._resp.content.iter_chunked(size):
+            yield chunk
+
+
+_RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class Upstream:
+    """Fetches from the origins. One per worker process (holds a ClientSession)."""
+
+    def __init__(self, cfg: UpstreamConfig, observe: object = None) -> None:
+        self.cfg = cfg
+        self.breakers = {o: CircuitBreaker(cfg.breaker_failures, cfg.breaker_open_s)
+                         for o in cfg.origins}
+        self._session: aiohttp.ClientSession | None = None
+        self._rng = random.Random()
+        self.on_fetch = None  # set by the app: callable(origin, outcome, seconds)
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.cfg.connect_timeout_s, sock_read=self.cfg.read_timeout_s
+        )
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, auto_decompress=False,
+            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def circuit_open(self) -> bool:
+        """True when every origin's circuit is open (requests would fail fast)."""
+        return all(b.state is BreakerState.OPEN for b in self.breakers.values())
+
+    def _note(self, origin: str, outcome: str, started: float) -> None:
+        cb = self.on_fetch
+        if cb is not None:
+            cb(origin, outcome, time.monotonic() - started)  # type: ignore[operator]
+
+    @asynccontextmanager
+    async def get(self, path_qs: str, headers: Mapping[str, str]) -> AsyncIterator[UpstreamResponse]:
+        """GET ``path_qs`` from the first origin that answers; retries with backoff.
+
+        Yields once the status and headers are in; the body is read through
+        :meth:`UpstreamResponse.chunks` inside the ``async with``. Raises
+        :class:`UpstreamError` (502 for refused/broken/open circuits, 504 for timeouts).
+        """
+        assert self._session is not None
+        last = UpstreamError(502, "no origin available (circuit open)")
+        attempt = 0
+        while attempt <= self.cfg.retries:
+            if attempt:
+                await asyncio.sleep(backoff_s(attempt, self.cfg.backoff_base_s,
+                                              self.cfg.backoff_cap_s, self._rng.random()))
+            attempt += 1
+            tried_any = False
+            for origin in self.cfg.origins:
+                breaker = self.breakers[origin]
+                if not breaker.allow(time.time()):
+                    continue
+                tried_any = True
+                started = time.monotonic()
+                req_t = time.time()
+                try:
+                    resp = await self._session.get(origin.rstrip("/") + path_qs, headers=dict(headers),
+                                                   allow_redirects=False)
+                except TimeoutError:
+                    breaker.record_failure(time.time())
+                    self._note(origin, "timeout", started)
+                    last = UpstreamError(504, f"origin {origin} timed out")
+                    continue
+                except aiohttp.ClientError as exc:
+                    breaker.record_failure(time.time())
+                    self._note(origin, "error", started)
+                    last = UpstreamError(502, f"origin {origin} failed: {exc.__class__.__name__}")
+                    continue
+                if resp.status in _RETRY_STATUSES:
+                    breaker.record_failure(time.time())
+                    self._note(origin, str(resp.status), started)
+                    resp.release()
+                    last = UpstreamError(502, f"origin {origin} answered {resp.status}")
+                    continue
+                breaker.record_success()
+                self._note(origin, str(resp.status), started)
+                try:
+                    yield UpstreamResponse(
+                        resp.status, [(k, v) for k, v in resp.headers.items()], origin, req_t,
+                        time.time(), resp,
+                    )
+                finally:
+                    resp.release()
+                return
+            if not tried_any:
+                break  # every circuit is open: fail fast, no backoff
+        raise last
