@@ -11,6 +11,9 @@ from typing import Any
 from encoder.errors import SourceError
 
 
+TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """What the encoder needs to know about a source file."""
@@ -56,12 +59,17 @@ def probe(path: str | os.PathLike[str]) -> SourceInfo:
     try:
         container = av.open(str(p))
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise SourceError(f"source {p} is not a readable video file ({_reason(exc)})") from exc
+        raise SourceError(
+            f"source {p} is not a readable video file or is truncated ({_reason(exc)})"
+        ) from exc
     with container:
         if not container.streams.video:
             kind = "an audio-only file" if container.streams.audio else "not a video file"
             raise SourceError(f"source {p} has no video stream ({kind})")
         stream = container.streams.video[0]
+        if stream.codec_context.name in TEXT_CODECS:
+            # ffmpeg renders any text file as "video" through its tty demuxer.
+            raise SourceError(f"source {p} is a text file, not a video file")
         has_audio = bool(container.streams.audio)
         try:
             frame = next(container.decode(stream))
