@@ -10,7 +10,6 @@ from typing import Any
 
 from encoder.errors import SourceError
 
-
 TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 
 
