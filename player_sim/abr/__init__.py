@@ -1,0 +1,30 @@
+"""ABR algorithms by name (importing this package registers them all)."""
+
+from player_sim.abr import bb, bola, mpc, optimal, ours, throughput  # noqa: F401  (registration)
+from player_sim.abr.base import (
+    Abr,
+    AbrContext,
+    Decision,
+    Download,
+    PlayerState,
+    Progress,
+    is_online,
+    make,
+    names,
+    parse_names,
+    reference,
+)
+
+__all__ = [
+    "Abr",
+    "AbrContext",
+    "Decision",
+    "Download",
+    "PlayerState",
+    "Progress",
+    "is_online",
+    "make",
+    "names",
+    "parse_names",
+    "reference",
+]
