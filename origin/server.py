@@ -22,6 +22,7 @@ sub-second mtime). Bodies above :data:`SMALL_FILE_BYTES` go out through ``FileRe
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import stat
@@ -300,6 +301,17 @@ class _SingleRangeFileResponse(web.FileResponse):
     def __init__(self, path: Path, request_headers: CIMultiDict[str], **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
         self._request_headers = request_headers
+
+    @property
+    def last_modified(self) -> datetime.datetime | None:
+        return web.FileResponse.last_modified.fget(self)  # type: ignore[attr-defined]
+
+    @last_modified.setter
+    def last_modified(self, value: Any) -> None:
+        # aiohttp rounds a float mtime up; RFC 9110 §8.8.2.1 and our validators round down.
+        if isinstance(value, float):
+            value = int(value)
+        web.FileResponse.last_modified.fset(self, value)  # type: ignore[attr-defined]
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
