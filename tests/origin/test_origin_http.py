@@ -6,9 +6,9 @@ import os
 from email.utils import formatdate
 
 import httpx
+from origin_test_helpers import raw_request
 
 from origin.testing import running_origin
-from origin_test_helpers import raw_request
 
 SEG = "/media/show/360p/seg-00001.m4s"
 
