@@ -29,6 +29,10 @@ def locate(media_dir: Path, name: str, segments: tuple[str, ...]) -> Path:
     title = os.path.realpath(os.path.join(root, name))
     if os.path.dirname(title) != root:
         raise LookupError(f"title {name!r} lies outside the media folder")
+    if not os.path.isfile(os.path.join(title, "title.json")):
+        # Not (or no longer) a published title: the encoder writes title.json into the
+        # temporary folder before the atomic rename, so a folder without it is not one.
+        raise LookupError(f"no title {name!r}")
     path = os.path.realpath(os.path.join(title, *segments))
     if not path.startswith(title + os.sep):
         raise LookupError("path lies outside the title folder")
