@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from encoder.errors import EncoderError, LadderError, PublishError
-from encoder.ffmpeg import ffmpeg_encoders, run_ffmpeg
+from encoder.ffmpeg import ffmpeg_encoders, ffmpeg_exe, ffmpeg_filters, run_ffmpeg
 from encoder.ladder import fit_ladder, load_ladder
 from encoder.package import package
 from encoder.plan import EncodePlan, build_args, check_codec, output_fps
@@ -55,6 +55,9 @@ def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
         )
     check_codec(config.codec)
     check_codec(config.codec, ffmpeg_encoders())
+    if config.quality and "libvmaf" not in ffmpeg_filters():
+        raise EncoderError(f"--quality needs an ffmpeg with libvmaf; {ffmpeg_exe()} has none "
+                           "(the imageio-ffmpeg build has it: set ABR_FFMPEG to it)")
     rungs = load_ladder(config.ladder)
     info = probe(config.source)
     renditions = fit_ladder(rungs, info.width, info.height)

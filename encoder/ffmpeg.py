@@ -61,7 +61,7 @@ def ffmpeg_filters() -> frozenset[str]:
     ).stdout
     names = set()
     for line in out.splitlines():
-        m = re.match(r"^\s*[TSC.]{3}\s+(\S+)\s", line)
+        m = re.match(r"^\s*[TSC.]{2,3}\s+(\S+)\s", line)
         if m:
             names.add(m.group(1))
     return frozenset(names)

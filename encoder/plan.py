@@ -24,6 +24,10 @@ CODECS: dict[str, tuple[str, dict[str, Any]]] = {
     "av1": ("libsvtav1", {"preset": 10, "svtav1-params": "scd=0"}),
 }
 
+# SVT-AV1 accepts a maximum bitrate only in CRF mode ("Max Bitrate only supported with
+# CRF mode"): AV1 rungs are plain VBR at the target bitrate.
+UNCAPPED = frozenset({"av1"})
+
 AUDIO_BITRATE_BPS = 128_000
 AUDIO_SAMPLE_RATE = 48_000
 AUDIO_CHANNELS = 2
@@ -99,8 +103,9 @@ def build_args(plan: EncodePlan, manifest_path: str) -> list[str]:
     }
     for i, r in enumerate(plan.renditions):
         opts[f"b:v:{i}"] = str(r.bitrate_bps)
-        opts[f"maxrate:v:{i}"] = str(r.maxrate_bps)
-        opts[f"bufsize:v:{i}"] = str(r.bufsize_bits)
+        if plan.codec not in UNCAPPED:
+            opts[f"maxrate:v:{i}"] = str(r.maxrate_bps)
+            opts[f"bufsize:v:{i}"] = str(r.bufsize_bits)
     if plan.audio:
         opts.update(
             {"c:a": "aac", "b:a": str(AUDIO_BITRATE_BPS), "ac": AUDIO_CHANNELS, "ar": AUDIO_SAMPLE_RATE}

@@ -3,8 +3,10 @@ vmaf_v0.6.1 model), PSNR (luma) and SSIM, in one ffmpeg process for all rungs.
 
 Each rung is upscaled to the source's size (bicubic), as VMAF's model expects, and both
 sides start at PTS 0 (FACTS: segments and sources can start at different times).
-Frames are subsampled (`n_subsample`) so that this costs a fraction of the encode;
-FACTS: every 5th frame gave the same score within ±0.05 as every frame.
+Frames are subsampled with libvmaf's `n_subsample` (every 10th frame is scored): on a
+640x360 clip that cut the cost from 22 to 3.8 CPU-s with VMAF within 0.1 of scoring every
+frame. Selecting frames before the filter would save the decoding too, but it raised VMAF
+by 3-4 points (its motion feature then compares frames far apart), so it is not used.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from typing import Any
 
 import ffmpeg
 
-from encoder.errors import EncoderError
-from encoder.ffmpeg import ffmpeg_filters, run_ffmpeg
+from encoder.ffmpeg import run_ffmpeg
 from encoder.progress import Progress
 
 VMAF_MODEL = "version=vmaf_v0.6.1"
@@ -37,7 +38,7 @@ def build_quality_args(
     source: str, fps: str, size: tuple[int, int], rungs: list[tuple[str, str]], n_subsample: int
 ) -> list[str]:
     """ffmpeg args scoring each (rung file, log path) against `source`; output discarded."""
-    ref = ffmpeg.input(source).video.filter("fps", fps=fps).filter("setpts", "PTS-STARTPTS")
+    ref = ffmpeg.input(source)["v:0"].filter("fps", fps=fps).filter("setpts", "PTS-STARTPTS")
     ref = ref.filter("format", "yuv420p")
     refs = ref.filter_multi_output("split", len(rungs))
     outs = []
@@ -66,8 +67,6 @@ def measure_quality(
     folder: Path, doc: dict[str, Any], source: str, fps: str, progress_mode: str = "auto"
 ) -> dict[str, dict[str, float]]:
     """VMAF, PSNR and SSIM of every video rendition in `folder`; keyed by rendition id."""
-    if "libvmaf" not in ffmpeg_filters():
-        raise EncoderError("--quality needs an ffmpeg with libvmaf (the imageio-ffmpeg build has it)")
     video = [r for r in doc["renditions"] if r["kind"] == "video"]
     src = doc["source"]
     size = (src["width"] // 2 * 2, src["height"] // 2 * 2)

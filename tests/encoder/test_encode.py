@@ -6,6 +6,7 @@ import subprocess
 
 import av
 import m3u8
+import pytest
 from mpegdash.parser import MPEGDASHParser
 
 from encoder.ffmpeg import ffmpeg_exe
@@ -126,3 +127,33 @@ def test_ffmpeg_reads_both_manifests_back(tiny_title):
         )
         errors = [ln for ln in out.stderr.splitlines() if not any(q in ln for q in HLS_PROBE_QUIRKS)]
         assert out.returncode == 0 and errors == [], (name, out.stderr)
+
+
+def test_quality_scores_every_rung(tiny_source, tmp_path):
+    from encoder.encode import EncodeConfig, encode
+
+    doc = encode(EncodeConfig(source=tiny_source, title="q", media_dir=tmp_path, segment_s=2.0,
+                              quality=True, progress="none"))
+    saved = json.loads((tmp_path / "q" / "title.json").read_text())
+    assert saved["renditions"] == doc["renditions"]
+    scores = [r["quality"] for r in saved["renditions"] if r["kind"] == "video"]
+    assert [sorted(s) for s in scores] == [["psnr_db", "ssim", "vmaf"]] * 2
+    low, high = scores
+    assert 0 < low["vmaf"] < high["vmaf"] <= 100
+    assert 20 < low["psnr_db"] < high["psnr_db"] < 80
+    assert 0.8 < low["ssim"] < high["ssim"] <= 1
+    assert "quality" not in saved["renditions"][-1]  # audio
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codec, prefix", [("vp9", "vp09."), ("av1", "av01.")])
+def test_other_codecs(tiny_source, tmp_path, codec, prefix):
+    from encoder.encode import EncodeConfig, encode
+
+    doc = encode(EncodeConfig(source=tiny_source, title=codec, media_dir=tmp_path, segment_s=2.0,
+                              codec=codec, progress="none"))
+    video = [r for r in doc["renditions"] if r["kind"] == "video"]
+    assert all(r["codecs"].startswith(prefix) for r in video)
+    assert all(len(r["segments"]) == 4 for r in video)
+    master = (tmp_path / codec / "master.m3u8").read_text()
+    assert f'CODECS="{video[0]["codecs"]},mp4a.40.2"' in master
