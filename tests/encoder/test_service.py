@@ -1,0 +1,155 @@
+"""The encoding job service over real HTTP, as a real process (restarts included)."""
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.encoder.conftest import ABR
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [*ABR, "encoder", "serve", "--port", str(self.port), "--inputs", str(self.root / "inputs"),
+             "--media", str(self.root / "media")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("service did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def wait(self, job_id: str, states=("done", "failed", "cancelled"), timeout=90.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = httpx.get(f"{self.url}/jobs/{job_id}").json()
+            if job["state"] in states:
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} stuck in {job['state']}")
+
+
+@pytest.fixture
+def service(tmp_path, tiny_source):
+    (tmp_path / "inputs").mkdir()
+    shutil.copy(tiny_source, tmp_path / "inputs" / "tiny.mp4")
+    (tmp_path / "secret.mp4").write_bytes(b"x")
+    svc = Service(tmp_path)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def test_job_runs_to_done_with_progress_and_publishes(service):
+    r = httpx.post(f"{service.url}/jobs", json={"source": "tiny.mp4", "title": "a", "segment_s": 2})
+    assert r.status_code == 202 and r.headers["Location"] == f"/jobs/{r.json()['id']}"
+    job = r.json()
+    assert job["state"] == "queued" and job["progress"] == 0.0
+    seen = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        cur = httpx.get(f"{service.url}/jobs/{job['id']}").json()
+        seen.add(cur["state"])
+        if cur["state"] == "done":
+            break
+        time.sleep(0.05)
+    assert "running" in seen and cur["state"] == "done" and cur["progress"] == 1.0
+    assert (service.root / "media" / "a" / "master.m3u8").exists()
+    listing = httpx.get(f"{service.url}/jobs").json()["jobs"]
+    assert [j["id"] for j in listing] == [job["id"]]
+
+
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({"source": "../secret.mp4", "title": "x"}, 400, "outside the inputs folder"),
+        ({"source": "/etc/passwd", "title": "x"}, 400, "relative name"),
+        ({"source": "nope.mp4", "title": "x"}, 404, "not in the inputs folder"),
+        ({"source": "tiny.mp4", "title": "../x"}, 400, "not allowed"),
+        ({"source": "tiny.mp4", "title": "x", "ladder": [{"height": 240}]}, 400, "bitrate_kbps"),
+        ({"source": "tiny.mp4", "title": "x", "codec": "hevc"}, 400, "unknown codec"),
+        ({"source": "tiny.mp4", "title": "x", "colour": "red"}, 400, "unknown key"),
+        (["tiny.mp4"], 400, "JSON object"),
+    ],
+)
+def test_bad_job_requests(service, body, status, words):
+    r = httpx.post(f"{service.url}/jobs", json=body)
+    assert r.status_code == status and words in r.json()["error"]
+    assert httpx.get(f"{service.url}/jobs").json()["jobs"] == []
+
+
+def test_failed_encode_reports_the_reason(service):
+    (service.root / "inputs" / "bad.mp4").write_bytes(b"\x00" * 1000)
+    job = httpx.post(f"{service.url}/jobs", json={"source": "bad.mp4", "title": "b"}).json()
+    done = service.wait(job["id"])
+    assert done["state"] == "failed" and "not a readable video file" in done["error"]
+
+
+def test_custom_ladder_job(service):
+    ladder = [{"height": 180, "bitrate_kbps": 200}]
+    job = httpx.post(f"{service.url}/jobs", json={"source": "tiny.mp4", "title": "c", "ladder": ladder}).json()
+    assert service.wait(job["id"])["state"] == "done"
+    doc = json.loads((service.root / "media" / "c" / "title.json").read_text())
+    assert [r["id"] for r in doc["renditions"]] == ["180p", "audio"]
+
+
+def test_cancel_a_running_job_leaves_no_title(service):
+    job = httpx.post(f"{service.url}/jobs", json={"source": "tiny.mp4", "title": "d", "segment_s": 1}).json()
+    service.wait(job["id"], states=("running",))
+    r = httpx.delete(f"{service.url}/jobs/{job['id']}", timeout=40)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    time.sleep(0.3)
+    media = service.root / "media"
+    assert not (media / "d").exists() and not list(media.glob(".tmp-*"))
+    assert httpx.delete(f"{service.url}/jobs/{job['id']}").status_code == 409
+
+
+def test_restart_loses_no_job(service):
+    url = service.url
+    first = httpx.post(f"{url}/jobs", json={"source": "tiny.mp4", "title": "e1", "segment_s": 1}).json()
+    second = httpx.post(f"{url}/jobs", json={"source": "tiny.mp4", "title": "e2"}).json()
+    service.wait(first["id"], states=("running",))
+    service.kill()  # SIGKILL: no chance to clean up; the child encode dies with it
+    state = json.loads((service.root / "media" / ".jobs" / f"{first['id']}.json").read_text())
+    assert state["state"] == "running"
+    service.start()
+    for job in (first, second):
+        done = service.wait(job["id"])
+        assert done["state"] == "done", done
+    assert (service.root / "media" / "e1" / "title.json").exists()
+    assert (service.root / "media" / "e2" / "title.json").exists()
+    assert httpx.get(f"{service.url}/jobs/{first['id']}").json()["attempts"] == 2
+    assert not [p for p in (service.root / "media").iterdir() if p.name.startswith(".tmp-")]
