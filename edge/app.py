@@ -299,14 +299,20 @@ class EdgeApp:
                                     shareable=keep or r.status >= 400))
                 async for chunk in r.chunks():
                     flight.append(chunk)
-                flight.finish()
+                if cl is not None and len(flight.buf) != cl:
+                    raise ConnectionError("origin body shorter than Content-Length")
+                body = bytes(flight.buf)
+                entry = Entry(r.status, got, r.request_time_s, r.response_time_s, len(body))
                 if keep:
-                    body = bytes(flight.buf)
-                    entry = Entry(r.status, got, r.request_time_s, r.response_time_s, len(body))
-                    if r.status == 200:
-                        await asyncio.to_thread(self.store.store, key, entry, body, True)
-                    else:  # negative entries live in memory only: they expire in seconds
-                        self.store.store(key, entry, body, False)
+                    # In memory at once (and out of the in-flight map) so that the next
+                    # request is a plain HIT; the disk write follows in a thread.
+                    self.store.memory.put(key, entry, body)
+                if self.inflight.get(key) is flight:
+                    del self.inflight[key]
+                flight.finish()
+                if keep and r.status == 200:  # negative entries stay in memory only
+                    stored = await asyncio.to_thread(self.store.disk.put, key, entry, body)
+                    self.store.memory.update_entry(key, stored)
         except UpstreamError as exc:
             if stale is not None and may_serve_stale_on_error(stale.entry, self.clock(),
                                                                self.cfg.policy):

@@ -97,7 +97,8 @@ class H3Client:
         self._cm = connect(self.host, self.port, configuration=self.config,
                            create_protocol=_Protocol, wait_connected=True)
         self.proto = cast(_Protocol, await self._cm.__aenter__())
-        sock = self.proto._transport.get_extra_info("socket")  # noqa: SLF001
+        transport = self.proto._transport  # noqa: SLF001
+        sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf_bytes)

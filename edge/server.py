@@ -124,7 +124,7 @@ async def _batched_send_data(self: Any, stream_id: int) -> None:
             for i in range(0, len(data), frame):
                 self.connection.send_data(stream_id, data[i:i + frame])
             sent += len(data)
-            if len(buffer._data) == 0:  # noqa: SLF001 - nothing more queued right now
+            if len(buffer.buffer) == 0:  # nothing more queued right now
                 break
         if sent:
             await self._flush()
