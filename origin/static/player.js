@@ -22,6 +22,7 @@
     warnings: [],            // non-fatal player errors (recovered by the player)
   };
   window.abrPlayer = state;
+  let probe = null;  // () => {bandwidthBps, level}, set once the library is started
 
   function fmtBps(bps) {
     if (bps == null || !isFinite(bps)) return "–";
@@ -33,6 +34,7 @@
     state.state = "error";
     $("error").hidden = false;
     $("error").textContent = "Error: " + state.errors.join("; ");
+    refresh();
   }
 
   function setRenditions(list) {
@@ -141,7 +143,7 @@
   })));
   state.renditions = [];  // the player's own list replaces these once loaded
 
-  const probe = config.player === "dash" ? startDash() : startHls();
+  probe = config.player === "dash" ? startDash() : startHls();
 
   video.addEventListener("error", () => {
     const err = video.error;

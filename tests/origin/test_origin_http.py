@@ -21,7 +21,10 @@ def test_catalog_lists_titles_with_renditions_and_urls(origin_url: str, hand_tit
     assert show["manifests"]["hls"] == "/media/show/master.m3u8"
     video = show["renditions"][0]
     assert (video["resolution"], video["bitrate_bps"], video["codecs"]) == (
-        "640x360", 580000, "avc1.64001e")
+        "640x360",
+        580000,
+        "avc1.64001e",
+    )
     assert video["quality"] == {"vmaf": 91.2}
     one = httpx.get(origin_url + "/titles/show")
     assert one.status_code == 200 and one.json() == show
@@ -114,9 +117,12 @@ def test_conditional_requests(origin_url: str, hand_title) -> None:
         assert r.status_code == 200 and r.content == hand_title.big
         assert client.get(SEG, headers={"If-Match": '"old"'}).status_code == 412
         r = client.get("/media/show/master.m3u8")
-        assert client.get(
-            "/media/show/master.m3u8", headers={"If-None-Match": r.headers["etag"]}
-        ).status_code == 304
+        assert (
+            client.get(
+                "/media/show/master.m3u8", headers={"If-None-Match": r.headers["etag"]}
+            ).status_code
+            == 304
+        )
 
 
 def test_cors_for_browser_players(origin_url: str) -> None:

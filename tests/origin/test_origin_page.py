@@ -22,7 +22,9 @@ needs_npm = pytest.mark.skipif(
 
 
 @needs_npm
-@pytest.mark.parametrize(("player", "library"), [("hls", "hls.min.js"), ("dash", "dash.all.min.js")])
+@pytest.mark.parametrize(
+    ("player", "library"), [("hls", "hls.min.js"), ("dash", "dash.all.min.js")]
+)
 def test_player_page_uses_relative_urls(origin_url: str, player: str, library: str) -> None:
     r = httpx.get(origin_url + f"/play/show?player={player}")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -62,8 +64,19 @@ def test_missing_node_modules_gives_a_clear_page(hand_title: HandTitle, tmp_path
 
 def test_cli_reports_a_missing_media_folder(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "abrstack", "origin", "--media", str(tmp_path / "nope"), "--port", "0"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "abrstack",
+            "origin",
+            "--media",
+            str(tmp_path / "nope"),
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1
     assert done.stderr.startswith("abr origin: error: the media folder")
@@ -73,7 +86,9 @@ def test_cli_reports_a_missing_media_folder(tmp_path: Path) -> None:
 def _start_cli(args: list[str]) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "abrstack", "origin", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -96,9 +96,7 @@ def test_if_range() -> None:
     assert decide("GET", {**rng, "if-range": later}, FACTS).status == 200
 
 
-@pytest.mark.parametrize(
-    "path", ["", "a//b", "../x", "a/../../x", "./a", "a/.", "a\x00b", "a\\b"]
-)
+@pytest.mark.parametrize("path", ["", "a//b", "../x", "a/../../x", "./a", "a/.", "a\x00b", "a\\b"])
 def test_split_media_path_rejects(path: str) -> None:
     with pytest.raises((media.BadPath, LookupError)):
         media.split_media_path(path)
@@ -132,14 +130,25 @@ def test_summarize_copies_what_a_catalog_needs() -> None:
         "duration_s": 12.0,
         "manifests": {"hls": "master.m3u8", "dash": "manifest.mpd"},
         "renditions": [
-            {"id": "360p", "kind": "video", "width": 640, "height": 360, "codecs": "avc1.64001e",
-             "target_bitrate_bps": 600000, "playlist": "360p/index.m3u8", "segments": [{}, {}],
-             "quality": {"vmaf": 90.5}},
+            {
+                "id": "360p",
+                "kind": "video",
+                "width": 640,
+                "height": 360,
+                "codecs": "avc1.64001e",
+                "target_bitrate_bps": 600000,
+                "playlist": "360p/index.m3u8",
+                "segments": [{}, {}],
+                "quality": {"vmaf": 90.5},
+            },
             {"id": "audio", "kind": "audio", "codecs": "mp4a.40.2", "average_bitrate_bps": 127000},
         ],
     }
     entry = catalog.summarize(meta, "show")
-    assert entry["manifests"] == {"hls": "/media/show/master.m3u8", "dash": "/media/show/manifest.mpd"}
+    assert entry["manifests"] == {
+        "hls": "/media/show/master.m3u8",
+        "dash": "/media/show/manifest.mpd",
+    }
     video, audio = entry["renditions"]
     assert video["resolution"] == "640x360" and video["bitrate_bps"] == 600000
     assert video["quality"] == {"vmaf": 90.5} and video["segment_count"] == 2

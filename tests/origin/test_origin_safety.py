@@ -50,7 +50,9 @@ def secret(tmp_path: Path) -> Path:
         "/static/vendor/..%2f..%2fpackage.json",
     ],
 )
-def test_traversal_and_malformed_paths_are_refused(origin_url: str, secret: Path, target: str) -> None:
+def test_traversal_and_malformed_paths_are_refused(
+    origin_url: str, secret: Path, target: str
+) -> None:
     status, _headers, body = raw_request(origin_url, "GET", target)
     assert status in (400, 404), (target, status)
     assert SECRET not in body and b"root:" not in body and b"import" not in body
@@ -129,7 +131,9 @@ def test_title_deleted_while_a_client_downloads_it(origin_url: str, hand_title: 
     assert httpx.get(origin_url + "/healthz").status_code == 200
 
 
-def test_title_replaced_while_playing_serves_the_new_one(origin_url: str, hand_title: HandTitle) -> None:
+def test_title_replaced_while_playing_serves_the_new_one(
+    origin_url: str, hand_title: HandTitle
+) -> None:
     old = httpx.get(origin_url + "/media/show/360p/seg-00001.m4s")
     staging = hand_title.media_dir / ".tmp-show-new"
     new = write_title(hand_title.media_dir, ".tmp-show-new", seed=2)
@@ -137,7 +141,8 @@ def test_title_replaced_while_playing_serves_the_new_one(origin_url: str, hand_t
     os.rename(staging, hand_title.path)  # the encoder's atomic publish
     shutil.rmtree(hand_title.media_dir / ".old-show")
     fresh = httpx.get(
-        origin_url + "/media/show/360p/seg-00001.m4s", headers={"If-None-Match": old.headers["etag"]}
+        origin_url + "/media/show/360p/seg-00001.m4s",
+        headers={"If-None-Match": old.headers["etag"]},
     )
     assert fresh.status_code == 200 and fresh.content == new.big
     assert len(fresh.content) == BIG_SEGMENT_BYTES - 2
@@ -153,7 +158,7 @@ def test_many_clients_during_a_delete_never_get_a_server_error(
         async with httpx.AsyncClient(base_url=origin_url) as client:
 
             async def one(i: int) -> int:
-                path = "/media/show/360p/seg-0000%d.m4s" % (1 + i % 2)
+                path = f"/media/show/360p/seg-0000{1 + i % 2}.m4s"
                 return (await client.get(path)).status_code
 
             first = asyncio.gather(*(one(i) for i in range(40)))
