@@ -273,9 +273,13 @@ async def serve(cfg: ServerConfig, *, sockets: Any = None, ports: BoundPorts | N
                        shutdown_trigger=shutdown)
 
 
-def run(cfg: ServerConfig, announce: Callable[[str], None] = print) -> int:
+def run(cfg: ServerConfig, announce: Callable[[str], None] | None = None) -> int:
     """Run the edge in the foreground (``abr edge``); returns the exit code."""
     from edge.tls import spki_sha256_b64
+
+    if announce is None:
+        def announce(line: str) -> None:
+            print(line, flush=True)
 
     setup_access_log(cfg.access_log)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

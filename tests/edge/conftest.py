@@ -142,6 +142,7 @@ def running_edge(origins: list[str], cache_dir: Path, **kw: Any) -> Iterator[Run
         upstream=UpstreamConfig(tuple(origins), **{"connect_timeout_s": 1.0,
                                                    "read_timeout_s": 5.0, **up_kw}),
         cache_dir=cache_dir, policy=PolicyConfig(**pol_kw), **kw)
+    srv_kw.setdefault("extra", {"graceful_timeout": 0.2})
     cfg = ServerConfig(app=app_cfg, port=0, http_port=0, access_log=None, **srv_kw)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()

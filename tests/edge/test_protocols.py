@@ -34,7 +34,7 @@ def test_h1_h2_h3_serve_the_same_object_and_cache_it(origin: Any, edge_factory: 
                        + "/media/t/360p/seg-00001.m4s")
         assert r2.http_version == "HTTP/2" and r2.content == BODY
         assert r2.headers["x-cache"] == "HIT"
-        assert 'h3=":%d"' % edge.ports.port in r2.headers["alt-svc"]
+        assert f'h3=":{edge.ports.port}"' in r2.headers["alt-svc"]
 
         async def h3() -> Any:
             async with H3Client("127.0.0.1", edge.ports.port, cafile=str(edge.certfile),
