@@ -33,6 +33,7 @@ class Link:
         self.rates_bytes_s: list[float] = []
         """Rate in the period after each knot."""
         self._passes = 0
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._extend()
 
     def _extend(self) -> None:
@@ -91,7 +92,9 @@ class Link:
         """Knot times, cumulative bytes and rates covering at least ``[0, until_s]`` (for vectorised planners)."""
         while self.times_s[-1] <= until_s:
             self._extend()
-        return np.asarray(self.times_s), np.asarray(self.bytes), np.asarray(self.rates_bytes_s)
+        if self._arrays is None or len(self._arrays[0]) != len(self.times_s):
+            self._arrays = (np.asarray(self.times_s), np.asarray(self.bytes), np.asarray(self.rates_bytes_s))
+        return self._arrays
 
     def arrays_for_bytes(self, n_bytes: float, extra_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Arrays covering the time to deliver ``n_bytes`` plus ``extra_s`` seconds."""

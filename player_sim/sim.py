@@ -111,7 +111,7 @@ def _run_pensieve(video: Video, trace: Trace, abr: abr_registry.Abr, link: Link,
         r = reward(kbps[level], prev_kbps, rebuf)
         records.append(SegmentRecord(k, level, kbps[level], rebuf, buffer_s, clock, delay, r))
         prev_kbps = kbps[level]
-        abr.report_download(Download(k, level, size, delay, buffer_s))
+        abr.report_download(Download(k, level, size, delay, buffer_s, latency_s=rtt))
         if k + 1 < n:
             level = abr.choose(PlayerState(clock, k + 1, buffer_s, level)).level
     return summarise(abr.name, trace.name, records, model.skip_first_in_score, startup_s=records[0].rebuffer_s)
@@ -161,7 +161,7 @@ def _run_default(video: Video, trace: Trace, abr: abr_registry.Abr, link: Link, 
                     check += model.abandon_check_s
             if new_level is None:
                 break
-            abr.report_download(Download(k, level, int(link.bytes_at(check) - base), check - t, play.buffer_s, True))
+            abr.report_download(Download(k, level, int(link.bytes_at(check) - base), check - t, play.buffer_s, True, latency))
             abandoned += 1
             t = check
             level = new_level
@@ -171,7 +171,7 @@ def _run_default(video: Video, trace: Trace, abr: abr_registry.Abr, link: Link, 
         prev_kbps = kbps[prev_level] if prev_level is not None else kbps[level]
         r = reward(kbps[level], prev_kbps, rebuf)
         records.append(SegmentRecord(k, level, kbps[level], rebuf, play.buffer_s, t, t - request_t, r))
-        abr.report_download(Download(k, level, size, t - request_t, play.buffer_s))
+        abr.report_download(Download(k, level, size, t - request_t, play.buffer_s, latency_s=latency))
         prev_level = level
     startup = play.startup_s or 0.0
     from player_sim.qoe import REBUFFER_PENALTY

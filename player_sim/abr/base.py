@@ -67,6 +67,8 @@ class Download:
     """Buffer level once the segment was added (after any idle wait), seconds."""
     abandoned: bool = False
     """True when the download was cut short and will be refetched."""
+    latency_s: float = 0.0
+    """Request to first byte (RTT), seconds, when known; part of ``time_s``."""
 
     @property
     def throughput_bps(self) -> float:
@@ -171,9 +173,14 @@ def register_factory(name: str, reference: str, factory: Factory, online: bool =
     _REGISTRY[name] = (factory, reference, online)
 
 
+# How tables list the algorithms: the classics by family, ours, then the offline bound.
+DISPLAY_ORDER = ("throughput", "bb", "bola", "bola-e", "dynamic", "robustmpc", "robustmpc-fixed", "ours", "optimal")
+
+
 def names() -> list[str]:
-    """Registered algorithm names, in registration order."""
-    return list(_REGISTRY)
+    """Registered algorithm names, in display order."""
+    rank = {n: i for i, n in enumerate(DISPLAY_ORDER)}
+    return sorted(_REGISTRY, key=lambda n: rank.get(n, len(rank)))
 
 
 def reference(name: str) -> str:

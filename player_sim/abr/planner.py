@@ -65,24 +65,27 @@ class Planner:
         return self._base[key]
 
     def rewards(self, start: int, n: int, last_level: int, buffer_s: float, bandwidth_mbps: float,
-                terminal_weight: float = 0.0, terminal_cap_s: float = 0.0) -> np.ndarray:
-        """QoE_lin of every sequence (with an optional value on the final buffer)."""
+                terminal_weight: float = 0.0, terminal_cap_s: float = 0.0, rtt_s: float = 0.0) -> np.ndarray:
+        """QoE_lin of every sequence (with an optional value on the final buffer).
+
+        ``rtt_s`` is added to every download (0: throughput already includes it, as in mpc.py).
+        """
         bitsum, smooth = self.bitrate_and_smooth(n, last_level)
         return self._score(self.cumulative_mb(start, n), bitsum, smooth, n, buffer_s, bandwidth_mbps,
-                           terminal_weight, terminal_cap_s)
+                           terminal_weight, terminal_cap_s, rtt_s)
 
     def _score(self, cum: np.ndarray, bitsum: np.ndarray, smooth: np.ndarray, n: int, buffer_s: float,
-               bandwidth_mbps: float, terminal_weight: float, terminal_cap_s: float) -> np.ndarray:
+               bandwidth_mbps: float, terminal_weight: float, terminal_cap_s: float, rtt_s: float = 0.0) -> np.ndarray:
         seg_s = self.video.segment_s
         # max over prefixes j of (download time of the prefix - media available when it ends)
-        worst = cum[0] - bandwidth_mbps * buffer_s
+        worst = cum[0] - bandwidth_mbps * (buffer_s - rtt_s)
         for j in range(1, n):
-            np.maximum(worst, cum[j] - bandwidth_mbps * (buffer_s + seg_s * j), out=worst)
+            np.maximum(worst, cum[j] - bandwidth_mbps * (buffer_s + seg_s * j - rtt_s * (j + 1)), out=worst)
         rebuf = np.maximum(worst / bandwidth_mbps, 0.0)
         r = bitsum - REBUFFER_PENALTY * rebuf
         r -= smooth
         if terminal_weight:
-            end_buffer = buffer_s + seg_s * n - cum[-1] / bandwidth_mbps + rebuf
+            end_buffer = buffer_s + (seg_s - rtt_s) * n - cum[-1] / bandwidth_mbps + rebuf
             r = r + terminal_weight * np.minimum(end_buffer, terminal_cap_s)
         return r
 
@@ -112,8 +115,24 @@ class Planner:
             self._pruned_cum[key] = (keep, cum, bitsum[keep], smooth[keep])
         return self._pruned_cum[key]
 
+    def best_first_expected(self, start: int, n: int, last_level: int, buffer_s: float,
+                            bandwidths_mbps: list[float], weights: list[float], terminal_weight: float = 0.0,
+                            terminal_cap_s: float = 0.0, rtt_s: float = 0.0) -> int:
+        """First level of the sequence with the best expected QoE over bandwidth scenarios."""
+        if self.monotone:
+            keep, cum, bitsum, smooth = self._pruned(start, n, last_level)
+        else:
+            keep = np.arange(len(self.combos(n)))
+            cum = self.cumulative_mb(start, n)
+            bitsum, smooth = self.bitrate_and_smooth(n, last_level)
+        total = np.zeros(len(keep))
+        for bw, w in zip(bandwidths_mbps, weights, strict=True):
+            total += w * self._score(cum, bitsum, smooth, n, buffer_s, bw, terminal_weight, terminal_cap_s, rtt_s)
+        best = keep[len(total) - 1 - int(np.argmax(total[::-1]))]
+        return int(self.combos(n)[best, 0])
+
     def best_first(self, start: int, n: int, last_level: int, buffer_s: float, bandwidth_mbps: float,
-                   terminal_weight: float = 0.0, terminal_cap_s: float = 0.0) -> int:
+                   terminal_weight: float = 0.0, terminal_cap_s: float = 0.0, rtt_s: float = 0.0) -> int:
         """First level of the best sequence; ties go to the last one in product order (mpc.py's ``>=``).
 
         Sequences with an interior peak are never best (:meth:`_kept`), so they are skipped
@@ -121,10 +140,10 @@ class Planner:
         """
         if self.monotone:
             keep, cum, bitsum, smooth = self._pruned(start, n, last_level)
-            r = self._score(cum, bitsum, smooth, n, buffer_s, bandwidth_mbps, terminal_weight, terminal_cap_s)
+            r = self._score(cum, bitsum, smooth, n, buffer_s, bandwidth_mbps, terminal_weight, terminal_cap_s, rtt_s)
             best = keep[len(r) - 1 - int(np.argmax(r[::-1]))]
             return int(self.combos(n)[best, 0])
-        r = self.rewards(start, n, last_level, buffer_s, bandwidth_mbps, terminal_weight, terminal_cap_s)
+        r = self.rewards(start, n, last_level, buffer_s, bandwidth_mbps, terminal_weight, terminal_cap_s, rtt_s)
         best = len(r) - 1 - int(np.argmax(r[::-1]))
         return int(self.combos(n)[best, 0])
 

@@ -1,0 +1,88 @@
+"""``abr sim`` and ``abr abr-list``: the trace simulator's command line (thin shell)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from player_sim.errors import PlayerError
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+def register(subparsers: Any) -> None:
+    """Add the player simulator's subcommands to the ``abr`` parser."""
+    p = subparsers.add_parser(
+        "sim",
+        help="simulate ABR algorithms over bandwidth traces and report QoE",
+        description="Simulate ABR algorithms over bandwidth traces in virtual time and report QoE. "
+        "Without --video/--traces it uses the bundled sample (Envivio sizes, a few FCC and HSDPA traces).",
+    )
+    p.add_argument("--video", help="title name or folder (media/NAME), HLS/DASH URL, Pensieve video_size_N folder "
+                   "or sabre movie JSON (default: the bundled Envivio sizes)")
+    p.add_argument("--traces", nargs="+", help="trace files or folders: Pensieve cooked, sabre JSON, Mahimahi "
+                   "(default: the bundled sample traces)")
+    p.add_argument("--abr", default="all", help="comma-separated algorithm names, or all (default: all)")
+    p.add_argument("--model", default="default", choices=["default", "pensieve"], help="simulation model (default: default)")
+    p.add_argument("--buffer-s", type=float, default=60.0, help="maximum buffer, seconds (default 60)")
+    p.add_argument("--media", default="media", help="folder of titles for a title name (default: media)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--csv", type=Path, help="write one row per session to this file")
+    p.add_argument("--plots", type=Path, help="write PNG plots into this folder")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (0: all cores; default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(handler=run_sim)
+
+    q = subparsers.add_parser("abr-list", help="list the ABR algorithms and their references",
+                              description="List the ABR algorithms the player knows, each with its reference.")
+    q.set_defaults(handler=run_list)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print every algorithm with its reference."""
+    from player_sim import abr
+
+    for name in abr.names():
+        kind = "" if abr.is_online(name) else " [offline]"
+        print(f"{name:<16} {abr.reference(name)}{kind}")
+    return 0
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    """Run a sweep and report it."""
+    from player_sim import abr, model, report, sweep
+    from player_sim.traces import load_traces
+    from player_sim.video import load_video
+
+    if args.buffer_s <= 0:
+        raise PlayerError("--buffer-s must be positive")
+    if args.jobs < 0:
+        raise PlayerError("--jobs must be 0 (all cores) or more")
+    names = abr.parse_names(args.abr)
+    video = load_video(args.video or str(DATA_DIR / "videos" / "envivio"), Path(args.media))
+    trace_paths = [Path(t) for t in args.traces] if args.traces else [DATA_DIR / "traces" / "fcc", DATA_DIR / "traces" / "hsdpa"]
+    traces = load_traces(trace_paths)
+    m = model.by_name(args.model, args.buffer_s)
+    jobs = args.jobs or os.cpu_count() or 1
+    progress = sweep.Progress(len(names) * len(traces), enabled=not args.quiet)
+    progress.per_algorithm = len(traces)
+    try:
+        results = sweep.run_sweep(video, traces, names, m, jobs, progress)
+    finally:
+        progress.close()
+    summary = report.summarise(results)
+    if args.json:
+        print(report.to_json(summary))
+    else:
+        print(f"model {m.name}, video {video.name} ({video.levels} levels, {video.segment_s:g}-s segments), "
+              f"{len(traces)} traces")
+        print(report.table(summary))
+    if args.csv:
+        report.write_csv(results, args.csv)
+    if args.plots:
+        for path in report.write_plots(results, args.plots):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
