@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +20,31 @@ from origin.media import is_title_name
 def locate(media_dir: Path, name: str, segments: tuple[str, ...]) -> Path:
     """The file ``media_dir/name/segments...``, or raises LookupError.
 
-    The title name must be a title name and the real path (symlinks resolved) must lie
-    inside the real title folder, itself inside the real media folder: a symlink that
-    points out of the media root is treated as absent.
+    The title folder must be a real folder (not a symlink) holding a ``title.json``; a
+    symlink further down is followed only when its target lies inside the title folder,
+    so nothing outside the media root is reachable. Costs one ``lstat`` per path segment
+    (plus a ``realpath`` for the rare symlink), which matters at thousands of requests/s.
     """
     if not is_title_name(name):
         raise LookupError(f"{name!r} is not a title name")
-    root = os.path.realpath(media_dir)
-    title = os.path.realpath(os.path.join(root, name))
-    if os.path.dirname(title) != root:
-        raise LookupError(f"title {name!r} lies outside the media folder")
-    if not os.path.isfile(os.path.join(title, "title.json")):
-        # Not (or no longer) a published title: the encoder writes title.json into the
-        # temporary folder before the atomic rename, so a folder without it is not one.
-        raise LookupError(f"no title {name!r}")
-    path = os.path.realpath(os.path.join(title, *segments))
-    if not path.startswith(title + os.sep):
-        raise LookupError("path lies outside the title folder")
+    title = os.path.join(media_dir, name)
+    try:
+        if not stat.S_ISDIR(os.lstat(title).st_mode):
+            raise LookupError(f"{name!r} is not a title folder")
+        # Not (or no longer) a published title without title.json: the encoder writes it
+        # into the temporary folder before the atomic rename.
+        if not stat.S_ISREG(os.lstat(os.path.join(title, "title.json")).st_mode):
+            raise LookupError(f"no title {name!r}")
+        path = title
+        for segment in segments:
+            path = os.path.join(path, segment)
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                real_title = os.path.realpath(title)
+                path = os.path.realpath(path)
+                if not path.startswith(real_title + os.sep):
+                    raise LookupError("path lies outside the title folder")
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise LookupError("not found") from exc
     return Path(path)
 
 
