@@ -554,10 +554,18 @@ class _Ctx:
 
 
 def _cors(hs: list[tuple[str, str]]) -> None:
+    """CORS for browser players: allow any origin, expose the edge's headers (merged with
+    what the origin exposes); drop the origin's Accept-Ranges (the edge sets its own)."""
+    exposed = [t.strip() for k, v in hs if k == "access-control-expose-headers"
+               for t in v.split(",") if t.strip()]
     names = {k for k, _ in hs}
+    hs[:] = [h for h in hs if h[0] not in ("access-control-expose-headers", "accept-ranges")]
     if "access-control-allow-origin" not in names:
         hs.append(("access-control-allow-origin", "*"))
-    hs.append(("access-control-expose-headers", _CORS_EXPOSE))
+    for t in _CORS_EXPOSE.split(", "):
+        if t.lower() not in {e.lower() for e in exposed}:
+            exposed.append(t)
+    hs.append(("access-control-expose-headers", ", ".join(exposed)))
 
 
 def _path_qs(path: str, query: str) -> str:
