@@ -17,7 +17,7 @@ from typing import Any
 from origin.media import is_title_name
 
 
-def locate(media_dir: Path, name: str, segments: tuple[str, ...]) -> Path:
+def locate(media_dir: Path | str, name: str, segments: tuple[str, ...]) -> str:
     """The file ``media_dir/name/segments...``, or raises LookupError.
 
     The title folder must be a real folder (not a symlink) holding a ``title.json``; a
@@ -45,7 +45,7 @@ def locate(media_dir: Path, name: str, segments: tuple[str, ...]) -> Path:
                     raise LookupError("path lies outside the title folder")
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise LookupError("not found") from exc
-    return Path(path)
+    return path
 
 
 class TitleError(LookupError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
+from functools import lru_cache
 from typing import Final
 
 OK: Final = 200
@@ -51,7 +52,7 @@ class FileFacts:
     @property
     def last_modified(self) -> str:
         """The Last-Modified field value (IMF-fixdate, RFC 9110 §5.6.7)."""
-        return formatdate(self.last_modified_s, usegmt=True)
+        return _http_date(self.last_modified_s)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,11 @@ UNSATISFIABLE: Final = Unsatisfiable()
 
 _ETAG = re.compile(r'\s*(W/)?("[^"]*")\s*(?:,|$)')
 _RANGE_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+@lru_cache(maxsize=4096)
+def _http_date(epoch_s: int) -> str:
+    return formatdate(epoch_s, usegmt=True)
 
 
 def parse_etags(value: str) -> tuple[bool, list[tuple[bool, str]]]:

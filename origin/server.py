@@ -120,7 +120,7 @@ async def _metrics_middleware(request: web.Request, handler: Handler) -> web.Str
         return await handler(request)
     finally:
         route = request.match_info.route.name or "unmatched"
-        request.app[METRICS].duration.labels(route).observe(time.perf_counter() - started)
+        request.app[METRICS].observe_duration(route, time.perf_counter() - started)
 
 
 @web.middleware
@@ -145,9 +145,7 @@ async def _on_response_prepare(request: web.Request, response: web.StreamRespons
     """Adds CORS headers and counts the answer; runs for every response, errors included."""
     metrics = request.app[METRICS]
     route = request.match_info.route.name or "unmatched"
-    metrics.requests.labels(route, request.method, str(response.status)).inc()
-    if request.method != "HEAD" and response.status not in (204, 304):
-        metrics.response_bytes.labels(route).inc(response.content_length or 0)
+    metrics.count(route, request.method, response.status, response.content_length)
     # Public content: any origin may read it; no credentials, so "*" is allowed.
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
@@ -224,7 +222,7 @@ async def _media(request: web.Request) -> web.StreamResponse:
 
 
 async def send_file(
-    request: web.Request, path: Path, content_type: str, cache_control: str
+    request: web.Request, path: str | Path, content_type: str, cache_control: str
 ) -> web.StreamResponse:
     """Answers a GET or HEAD of one file with validators, preconditions and ranges.
 
@@ -298,7 +296,7 @@ class _SingleRangeFileResponse(web.FileResponse):
     logic is a no-op, and only its sendfile path and its fstat-based headers remain.
     """
 
-    def __init__(self, path: Path, request_headers: CIMultiDict[str], **kwargs: Any) -> None:
+    def __init__(self, path: str | Path, request_headers: CIMultiDict[str], **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
         self._request_headers = request_headers
 
