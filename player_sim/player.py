@@ -1,0 +1,452 @@
+"""The real player: the simulator's core (ABR algorithm, playback model, QoE) driven over
+real HTTP by the event loop's clock.
+
+One session: fetch the manifest (HLS or DASH), then for each segment ask the algorithm
+for a level, fetch the init segment once per level and the media segment (and the audio
+segments that cover it) over one connection, offer the download in progress to the
+algorithm's abandonment check, and feed the playback model. Stalls, startup delay,
+switches and abandonment are the model's events on the real clock.
+
+``--trace`` shapes every body to the trace (token bucket, :mod:`player_sim.shaping`) and
+adds the trace's request latency; ``--speed X`` runs the trace, the shaping and playback X
+times faster. The session clock is virtual time: ``(loop.time() - start) * speed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+from player_sim import abr as abr_registry
+from player_sim.abr import AbrContext, Decision, Download, PlayerState, Progress
+from player_sim.clients import HttpClient, Reply, TransportFailure, make_client
+from player_sim.errors import PlayerError
+from player_sim.link import Link
+from player_sim.model import Model
+from player_sim.model import default as default_model
+from player_sim.playback import Playback, PlaybackStarted, StallEnded, StallStarted
+from player_sim.presentation import (
+    Presentation,
+    Track,
+    manifest_kind,
+    parse_dash,
+    parse_hls_master,
+    parse_hls_media,
+)
+from player_sim.qoe import REBUFFER_PENALTY, SegmentRecord, SessionResult, reward, summarise
+from player_sim.shaping import Shaper
+from player_sim.traces import Trace
+from player_sim.video import Video, make_video, parse_title
+
+RETRY_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0)
+"""Wall-clock waits between attempts of a failed request (then the session gives up)."""
+
+
+@dataclass(frozen=True)
+class PlayConfig:
+    """One real session."""
+
+    url: str
+    """HLS master playlist or DASH MPD."""
+    protocol: str = "h1"
+    """h1, h2 or h3."""
+    abr: str = "bola"
+    """ABR algorithm name (see `abr abr-list`)."""
+    trace: Trace | None = None
+    """Bandwidth trace to shape to (None: no shaping, loopback speed)."""
+    speed: float = 1.0
+    """Time compression: trace, shaping and playback run this many times faster."""
+    model: Model = field(default_factory=default_model)
+    """Player rules shared with `abr sim --model default` (buffer cap, startup, abandonment)."""
+    cmcd: bool = True
+    """Send CMCD (CTA-5004) data as a query argument."""
+    cafile: str | None = None
+    """CA certificate (e.g. the edge's self-signed one) for https URLs."""
+    insecure: bool = False
+    """Do not verify the server's certificate."""
+    session_id: str = ""
+    """CMCD session id (default: random)."""
+
+
+@dataclass
+class SessionLog:
+    """Everything that happened in a session (JSON-able)."""
+
+    config: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    result: SessionResult | None = None
+    error: str | None = None
+    retries: int = 0
+    allowed_bytes: float = 0.0
+    received_bytes: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "config": self.config,
+            "summary": session_summary(r) if r else None,
+            "error": self.error,
+            "retries": self.retries,
+            "shaping": {"allowed_bytes": round(self.allowed_bytes), "received_bytes": round(self.received_bytes)},
+            "edge_caused_stall": self.edge_caused_stall,
+            "segments": [vars(x) for x in r.records] if r else [],
+            "events": self.events,
+        }
+
+    @property
+    def edge_caused_stall(self) -> bool:
+        """Stalled while receiving clearly less than the trace allowed (the server was the bottleneck)."""
+        stalled = self.result is not None and (self.result.rebuffer_s > 0 or self.error is not None)
+        return bool(stalled and self.allowed_bytes > 0 and self.received_bytes < 0.9 * self.allowed_bytes)
+
+
+def session_summary(r: SessionResult) -> dict[str, Any]:
+    """The per-session figures `abr sim` reports."""
+    return {
+        "algorithm": r.algorithm, "trace": r.trace, "qoe": round(r.score, 4),
+        "qoe_per_chunk": round(r.qoe_per_segment, 4), "bitrate_kbps_mean": round(r.bitrate_kbps_mean, 1),
+        "rebuffer_s": round(r.rebuffer_s, 3), "startup_s": round(r.startup_s, 3),
+        "switches": r.switches, "abandoned": r.abandoned, "segments": len(r.records),
+    }
+
+
+def cmcd_query(fields: dict[str, Any]) -> str:
+    """CTA-5004 CMCD as one query argument: keys sorted, strings quoted, `true` as a bare key."""
+    parts = []
+    for key in sorted(fields):
+        value = fields[key]
+        if value is True:
+            parts.append(key)
+        elif isinstance(value, str) and key not in ("ot", "sf", "st"):
+            parts.append(f'{key}="{value}"')
+        else:
+            parts.append(f"{key}={value}")
+    return "CMCD=" + quote(",".join(parts), safe="")
+
+
+class Session:
+    """One playback session (create, then ``await run()``)."""
+
+    def __init__(self, config: PlayConfig, client: HttpClient | None = None) -> None:
+        if config.speed <= 0:
+            raise PlayerError("--speed must be positive")
+        self.config = config
+        self.client = client or make_client(config.protocol, config.cafile, config.insecure)
+        self.loop = asyncio.get_event_loop()
+        self.t0 = self.loop.time()
+        trace = config.trace
+        self.link = Link(trace, config.model.payload_portion) if trace else None
+        self.shaper = Shaper(self.link) if self.link else None
+        self.sid = config.session_id or uuid.uuid4().hex[:12]
+        self.log = SessionLog({
+            "url": config.url, "protocol": config.protocol, "abr": config.abr,
+            "trace": trace.name if trace else None, "speed": config.speed, "cmcd": config.cmcd,
+            "session_id": self.sid,
+        })
+        self.last_throughput_bps = 0.0
+        self.playback: Playback | None = None
+
+    # -- clock ------------------------------------------------------------------------
+    def now(self) -> float:
+        """Session clock (virtual seconds)."""
+        return (self.loop.time() - self.t0) * self.config.speed
+
+    async def sleep_until(self, t_s: float) -> None:
+        delay = (t_s - self.now()) / self.config.speed
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def event(self, event_type: str, **data: Any) -> None:
+        self.log.events.append({"t_s": round(self.now(), 4), "type": event_type, **data})
+
+    def playback_events(self, events: list[Any]) -> None:
+        for ev in events:
+            if isinstance(ev, StallStarted):
+                self.log.events.append({"t_s": round(ev.at_s, 4), "type": "stall_started"})
+            elif isinstance(ev, StallEnded):
+                self.log.events.append({"t_s": round(ev.at_s, 4), "type": "stall_ended",
+                                        "duration_s": round(ev.duration_s, 4)})
+            elif isinstance(ev, PlaybackStarted):
+                self.log.events.append({"t_s": round(ev.at_s, 4), "type": "playback_started"})
+
+    # -- HTTP -------------------------------------------------------------------------
+    async def fetch(self, url: str, kind: str, *, shaped: bool = True, cmcd: dict[str, Any] | None = None,
+                    on_progress: Any = None, method: str = "GET", **info: Any
+                    ) -> tuple[Reply, bytes | int, float, float]:
+        """GET with retries; returns (reply, body or byte count, request time, first-byte time).
+
+        Shaping applies to the body; the trace's request latency is waited before sending.
+        ``on_progress(received, elapsed)`` may return False to abandon (then the reply's
+        byte count is what arrived).
+        """
+        attempt = 0
+        while True:
+            start = sent = self.now()
+            try:
+                if shaped and self.link is not None:
+                    latency = (self.link.latency_s(start) if self.config.model.use_trace_latency
+                               else self.config.model.rtt_s)
+                    await self.sleep_until(start + latency)
+                sent = self.now()  # the request leaves after the trace's latency
+                full_url = url
+                if cmcd and self.config.cmcd:
+                    full_url += ("&" if "?" in url else "?") + cmcd_query(cmcd)
+                transfer = _Transfer(self, start, shaped, kind in ("manifest", "playlist", "title"),
+                                     on_progress)
+                reply = await self.client.request(full_url, {"accept": "*/*"}, transfer.on_chunk,
+                                                 method=method)
+                end = self.now()
+                received, first = transfer.received, transfer.first
+                if reply.status >= 500:
+                    raise TransportFailure(f"{url}: HTTP {reply.status} from the server")
+                self.event("request", kind=kind, url=url, status=reply.status, protocol=reply.protocol,
+                           bytes=received, start_s=round(start, 4), ttfb_s=round((first[0] if first else end) - start, 4),
+                           end_s=round(end, 4), x_cache=reply.headers.get("x-cache"), attempt=attempt, **info)
+                if reply.status >= 400:
+                    raise PlayerError(f"{url} answered HTTP {reply.status}")
+                if shaped and self.shaper is not None and kind in ("video", "audio") and first:
+                    self.log.allowed_bytes += self.shaper.allowed_bytes(sent, end)
+                    self.log.received_bytes += received
+                body: bytes | int = b"".join(transfer.parts) if transfer.keep else received
+                return reply, body, start, first[0] if first else end
+            except TransportFailure as exc:
+                if attempt >= len(RETRY_BACKOFF_S):
+                    raise PlayerError(f"giving up on {url} after {attempt + 1} attempts ({exc})") from None
+                self.log.retries += 1
+                self.event("retry", kind=kind, url=url, attempt=attempt, reason=str(exc)[:200], **info)
+                await asyncio.sleep(RETRY_BACKOFF_S[attempt])
+                if self.playback is not None:
+                    self.playback_events(self.playback.advance(self.now()))
+                attempt += 1
+
+    async def text(self, url: str, kind: str) -> str:
+        _, body, _, _ = await self.fetch(url, kind, shaped=False)
+        assert isinstance(body, bytes)
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PlayerError(f"{url} is not text (a manifest was expected)") from None
+
+    # -- manifests --------------------------------------------------------------------
+    async def load(self) -> tuple[Presentation, Video]:
+        url = self.config.url
+        text = await self.text(url, "manifest")
+        kind = manifest_kind(url, text)
+        if kind == "dash":
+            pres = parse_dash(text, url)
+        else:
+            variants, audio_uri = parse_hls_master(text, url)
+            variants.sort(key=lambda v: v.average_bps or v.bandwidth_bps)
+            tracks = []
+            for v in variants:
+                init, segs, durs = parse_hls_media(await self.text(v.uri, "playlist"), v.uri)
+                tracks.append(Track(v.uri, "video", v.average_bps or v.bandwidth_bps, init, tuple(segs),
+                                    tuple(durs), v.width, v.height))
+            audio = None
+            if audio_uri:
+                init, segs, durs = parse_hls_media(await self.text(audio_uri, "playlist"), audio_uri)
+                audio = Track(audio_uri, "audio", 0, init, tuple(segs), tuple(durs))
+            pres = Presentation(url, "hls", tuple(tracks), audio)
+        counts = {len(t.segment_urls) for t in pres.video}
+        if len(counts) != 1:
+            raise PlayerError(f"{url}: video renditions have different segment counts {sorted(counts)}")
+        return pres, await self.sizes(pres)
+
+    async def sizes(self, pres: Presentation) -> Video:
+        """Segment sizes for the algorithms: the title's title.json when served, else HEAD."""
+        try:
+            text = await self.text(urljoin(pres.url, "title.json"), "title")
+            video = parse_title(urlsplit(pres.url).path, json.loads(text))
+            if video.levels == len(pres.video) and video.segments == len(pres.video[0].segment_urls):
+                return video
+        except (PlayerError, ValueError):
+            pass
+        sizes = []
+        for t in pres.video:
+            row = []
+            for seg_url in t.segment_urls:
+                reply, _, _, _ = await self.fetch(seg_url, "head", shaped=False, method="HEAD")
+                row.append(int(reply.headers.get("content-length", "0")))
+            sizes.append(row)
+        bitrates = [t.bitrate_bps for t in pres.video]
+        return make_video(urlsplit(pres.url).path, bitrates, pres.segment_s, sizes)
+
+    # -- the session ------------------------------------------------------------------
+    async def run(self) -> SessionLog:
+        try:
+            await self._run()
+        except PlayerError as exc:
+            self.log.error = str(exc)
+            self.event("error", reason=str(exc))
+        finally:
+            await self.client.close()
+        return self.log
+
+    async def _run(self) -> None:
+        cfg, model = self.config, self.config.model
+        pres, video = await self.load()
+        self.event("manifest_loaded", kind=pres.kind, levels=video.levels, segments=video.segments)
+        n = video.segments
+        durs = pres.video[0].durations_s
+        seg_s = video.segment_s
+        ctx = AbrContext(video=video, max_buffer_s=model.max_buffer_s, segments=n)
+        try:
+            abr = abr_registry.make(cfg.abr, ctx)
+        except PlayerError:
+            raise
+        if not abr_registry.is_online(cfg.abr):
+            raise PlayerError(f"{cfg.abr} is an offline algorithm (it needs the future); pick an online one")
+        self.t0 = self.loop.time()  # the session clock starts with the first segment request
+        if self.shaper is not None:
+            self.shaper.t_s = 0.0
+        play = Playback(min(model.startup_threshold_s or seg_s, sum(durs)))
+        self.playback = play
+        kbps = [b / 1000 for b in video.bitrates_bps]
+        inits: set[int] = set()
+        audio = pres.audio
+        audio_next, audio_end, audio_init = 0, 0.0, False
+        prev_level: int | None = None
+        records: list[SegmentRecord] = []
+        abandoned = 0
+        top_kbps = round(kbps[-1])
+        for k in range(n):
+            state = PlayerState(self.now(), k, play.buffer_s, prev_level if prev_level is not None else 0, play.playing)
+            decision: Decision = abr.choose(state)
+            level = max(0, min(video.levels - 1, decision.level))
+            self.event("decision", segment=k, level=level, buffer_s=round(play.buffer_s, 3),
+                       delay_s=round(decision.delay_s, 3))
+            wait = decision.delay_s
+            if play.playing:
+                wait = max(wait, play.buffer_s + durs[k] - model.max_buffer_s)
+            if wait > 0 and play.playing:
+                await self.sleep_until(self.now() + wait)
+                self.playback_events(play.advance(self.now()))
+            stall_before = play.stall_total_s
+            request_t = self.now()
+            while True:
+                track = pres.video[level]
+                if level not in inits and track.init_url:
+                    await self.fetch(track.init_url, "init", level=level)
+                    inits.add(level)
+                size = video.sizes_bytes[level][k]
+                check = _AbandonCheck(abr, model, k, level, size, play)
+                nxt = pres.video[level].segment_urls[k + 1] if k + 1 < n else None
+                cmcd = {"bl": _round100(play.buffer_s * 1000), "br": round(kbps[level]), "d": round(durs[k] * 1000),
+                        "mtp": _round100(self.last_throughput_bps / 1000), "ot": "v", "sf": "h" if pres.kind == "hls" else "d",
+                        "sid": self.sid, "st": "v", "tb": top_kbps}
+                if nxt:
+                    cmcd["nor"] = _relative(track.segment_urls[k], nxt)
+                if not play.playing and play.startup_s is None:
+                    cmcd["su"] = True
+                seg_start = self.now()
+                reply, got, _, first_t = await self.fetch(track.segment_urls[k], "video", cmcd=cmcd,
+                                                          on_progress=check, segment=k, level=level)
+                assert isinstance(got, int)
+                if check.abandon_to is not None:
+                    abr.report_download(Download(k, level, got, self.now() - seg_start, play.buffer_s, True,
+                                                 first_t - seg_start))
+                    self.event("abandoned", segment=k, level=level, to_level=check.abandon_to, bytes=got)
+                    abandoned += 1
+                    level = check.abandon_to
+                    continue
+                break
+            end = self.now()
+            download_s = end - seg_start
+            self.last_throughput_bps = got * 8 / download_s if download_s > 0 else 0.0
+            # Audio covering this video segment, on the same connection.
+            video_end = sum(durs[: k + 1])
+            if audio is not None:
+                if not audio_init and audio.init_url:
+                    await self.fetch(audio.init_url, "init", level="audio")
+                    audio_init = True
+                while audio_next < len(audio.segment_urls) and (audio_end < video_end - 1e-6 or k == n - 1):
+                    acmcd = {"bl": _round100(play.buffer_s * 1000), "d": round(audio.durations_s[audio_next] * 1000),
+                             "ot": "a", "sid": self.sid, "st": "v", "sf": "h" if pres.kind == "hls" else "d"}
+                    await self.fetch(audio.segment_urls[audio_next], "audio", cmcd=acmcd, segment=audio_next)
+                    audio_end += audio.durations_s[audio_next]
+                    audio_next += 1
+            self.playback_events(play.segment_added(self.now(), durs[k], last=k == n - 1))
+            rebuf = play.stall_total_s - stall_before
+            prev_kbps = kbps[prev_level] if prev_level is not None else kbps[level]
+            records.append(SegmentRecord(k, level, kbps[level], rebuf, play.buffer_s, self.now(),
+                                         self.now() - request_t, reward(kbps[level], prev_kbps, rebuf)))
+            abr.report_download(Download(k, level, got, download_s, play.buffer_s, latency_s=first_t - seg_start))
+            prev_level = level
+        startup = play.startup_s or 0.0
+        trace_name = cfg.trace.name if cfg.trace else "-"
+        self.log.result = summarise(abr.name, trace_name, records, False, startup_s=startup,
+                                    abandoned=abandoned, extra_penalty=REBUFFER_PENALTY * startup)
+        self.event("session_ended", buffer_s=round(play.buffer_s, 3))
+
+
+class _Transfer:
+    """Per-request body handling: shaping, playback clock, abandonment, keeping text bodies."""
+
+    def __init__(self, session: Session, start: float, shaped: bool, keep: bool, on_progress: Any) -> None:
+        self.session, self.start, self.shaped, self.keep = session, start, shaped, keep
+        self.on_progress = on_progress
+        self.parts: list[bytes] = []
+        self.received = 0
+        self.first: list[float] = []
+
+    async def on_chunk(self, chunk: bytes) -> bool:
+        s = self.session
+        if not self.first:
+            self.first.append(s.now())
+        self.received += len(chunk)
+        if self.keep:
+            self.parts.append(chunk)
+        if self.shaped and s.shaper is not None:
+            await s.sleep_until(s.shaper.take(s.now(), len(chunk)))
+        if s.playback is not None:
+            s.playback_events(s.playback.advance(s.now()))
+        if self.on_progress is not None:
+            return bool(self.on_progress(self.received, s.now() - self.start))
+        return True
+
+
+class _AbandonCheck:
+    """Offers a download in progress to the algorithm every `abandon_check_s` (as sabre, dash.js)."""
+
+    def __init__(self, abr: Any, model: Model, segment: int, level: int, size: int, play: Playback) -> None:
+        self.abr, self.model, self.segment, self.level, self.size, self.play = abr, model, segment, level, size, play
+        self.next_s = model.abandon_check_s
+        self.abandon_to: int | None = None
+
+    def __call__(self, received: int, elapsed: float) -> bool:
+        if not (self.model.abandonment and self.level > 0) or elapsed < self.next_s:
+            return True
+        self.next_s = elapsed + self.model.abandon_check_s
+        new = self.abr.check_abandon(Progress(self.segment, self.level, self.size, received, elapsed,
+                                              self.play.buffer_s))
+        if new is not None and new < self.level:
+            self.abandon_to = int(new)
+            return False
+        return True
+
+
+def _round100(x: float) -> int:
+    return int(round(x / 100.0) * 100)
+
+
+def _relative(base: str, target: str) -> str:
+    """`nor` relative to the current request's URL (CTA-5004 §3.3)."""
+    b, t = urlsplit(base), urlsplit(target)
+    if (b.scheme, b.netloc) != (t.scheme, t.netloc):
+        return target
+    base_dir = b.path.rsplit("/", 1)[0] + "/"
+    return t.path[len(base_dir):] if t.path.startswith(base_dir) else t.path
+
+
+async def play(config: PlayConfig) -> SessionLog:
+    """Run one session to its end (errors are in the log, never raised)."""
+    return await Session(config).run()
+
+
+def wall_time() -> float:
+    return time.time()
