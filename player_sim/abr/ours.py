@@ -93,6 +93,7 @@ class SdpParams:
     terminal_cap_s: float = 30.0
     use_rtt: bool = True
     recency: float = 1.0
+    persistent: bool = False
 
 
 class Sdp(Abr):
@@ -124,6 +125,8 @@ class Sdp(Abr):
         H = min(p.horizon, self.ctx.segments - state.segment)
         V = p.terminal_weight * np.minimum(grid, p.terminal_cap_s)[None, :].repeat(len(self.rate), 0)
         L = len(self.rate)
+        if p.persistent:
+            return Decision(self._persistent(state, xs, w, H))
         for h in range(H - 1, 0, -1):
             c = state.segment + h
             d = self.sizes[:, c][:, None, None] / xs[None, None, :] + rtt  # (L,1,K)
@@ -148,6 +151,47 @@ class Sdp(Abr):
             vn = p.terminal_weight * np.minimum(b2, p.terminal_cap_s)
         total = self.rate - 4.3 * (rebuf @ w) + vn @ w - self.switch[state.last_level]
         return Decision(int(np.argmax(total)))
+
+    def _persistent(self, state: PlayerState, xs: np.ndarray, w: np.ndarray, H: int) -> int:
+        p = self.params
+        seg = self.video.segment_s
+        cap = self.ctx.max_buffer_s
+        rtt = self.rtt if p.use_rtt else 0.0
+        grid = self.grid
+        nb = len(grid)
+        L = len(self.rate)
+        K = len(xs)
+        V = np.broadcast_to(p.terminal_weight * np.minimum(grid, p.terminal_cap_s), (K, L, nb)).copy()
+        b = grid[None, None, :]
+        krows = np.arange(K)[:, None, None]
+        lrows = np.arange(L)[None, :, None]
+        for h in range(H - 1, 0, -1):
+            c = state.segment + h
+            d = self.sizes[:, c][None, :, None] / xs[:, None, None] + rtt  # (K,L,1)
+            rebuf = np.maximum(d - b, 0.0)
+            b2 = np.minimum(np.maximum(b - d, 0.0) + seg, cap)
+            f = b2 / p.bin_s
+            i0 = np.minimum(f.astype(np.int64), nb - 2)
+            fr = f - i0
+            vn = V[krows, lrows, i0] * (1 - fr) + V[krows, lrows, i0 + 1] * fr
+            W = self.rate[None, :, None] - 4.3 * rebuf + vn  # (K, L_next, B)
+            V = (W[:, None, :, :] - self.switch[None, :, :, None]).max(axis=2)  # (K, L_prev, B)
+        c = state.segment
+        d = self.sizes[:, c][None, :] / xs[:, None] + rtt  # (K,L)
+        b0 = state.buffer_s
+        rebuf = np.maximum(d - b0, 0.0)
+        b2 = np.minimum(np.maximum(b0 - d, 0.0) + seg, cap)
+        if H > 1:
+            f = b2 / p.bin_s
+            i0 = np.minimum(f.astype(np.int64), nb - 2)
+            fr = f - i0
+            kk = np.arange(K)[:, None]
+            ll = np.arange(L)[None, :]
+            vn = V[kk, ll, i0] * (1 - fr) + V[kk, ll, i0 + 1] * fr
+        else:
+            vn = p.terminal_weight * np.minimum(b2, p.terminal_cap_s)
+        total = w @ (self.rate[None, :] - 4.3 * rebuf + vn) - self.switch[state.last_level]
+        return int(np.argmax(total))
 
     def report_download(self, d: Download) -> None:
         if d.abandoned or d.time_s <= 0:

@@ -1,0 +1,92 @@
+"""`abr play`: real headless players over HTTP/1.1, HTTP/2 or HTTP/3 (thin shell)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "play", help="play a title over real HTTP (h1/h2/h3) with an ABR algorithm and report QoE",
+        description="Headless players: fetch an HLS master playlist or DASH MPD and its segments over "
+        "HTTP/1.1, HTTP/2 or HTTP/3, choose bitrates with an ABR algorithm (the simulator's), optionally "
+        "shaped to a bandwidth trace, and report QoE.")
+    p.add_argument("url", help="HLS master playlist or DASH MPD URL (origin or edge)")
+    p.add_argument("--protocol", choices=["h1", "h2", "h3"], help="default: h1 for http://, h2 for https://")
+    p.add_argument("--abr", default="dynamic", help="ABR algorithm (abr abr-list; default dynamic, as dash.js)")
+    p.add_argument("--trace", type=Path, help="bandwidth trace file, or a folder (player i gets trace i)")
+    p.add_argument("--speed", type=float, default=1.0, help="run trace, shaping and playback X times faster")
+    p.add_argument("--players", type=int, default=1, help="concurrent sessions (default 1)")
+    p.add_argument("--buffer-s", type=float, default=60.0, help="maximum buffer, seconds (default 60)")
+    p.add_argument("--out", type=Path, help="write per-session JSON logs, summary.json and report.html here")
+    p.add_argument("--no-cmcd", action="store_true", help="do not send CMCD (CTA-5004) data")
+    p.add_argument("--cacert", help="CA file to verify the server (e.g. the edge's cert.pem)")
+    p.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
+    p.add_argument("--json", action="store_true", help="print the aggregate as JSON")
+    p.set_defaults(handler=run_play)
+
+
+def load_trace_list(path: Path | None) -> list[Any]:
+    from player_sim.traces import load_traces
+
+    if path is None:
+        return [None]
+    return list(load_traces([path]))
+
+
+def run_play(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from player_sim import play_report
+    from player_sim.errors import PlayerError
+    from player_sim.model import default
+    from player_sim.player import PlayConfig, Session
+
+    if args.players < 1:
+        raise PlayerError("--players must be at least 1")
+    if args.speed <= 0:
+        raise PlayerError("--speed must be positive")
+    if not args.url.startswith(("http://", "https://")):
+        raise PlayerError(f"{args.url} is not an http:// or https:// URL")
+    protocol = args.protocol or ("h2" if args.url.startswith("https://") else "h1")
+    if protocol in ("h2", "h3") and not args.url.startswith("https://"):
+        raise PlayerError(f"{protocol} needs an https:// URL (the edge's TLS port)")
+    from player_sim import abr
+
+    if args.abr not in abr.names():
+        raise PlayerError(f"unknown ABR algorithm {args.abr!r}; see `abr abr-list`")
+    traces = load_trace_list(args.trace)
+    model = default(args.buffer_s)
+    configs = [
+        PlayConfig(url=args.url, protocol=protocol, abr=args.abr, trace=traces[i % len(traces)],
+                   speed=args.speed, model=model, cmcd=not args.no_cmcd, cafile=args.cacert,
+                   insecure=args.insecure, session_id=f"p{i:03d}")
+        for i in range(args.players)
+    ]
+
+    async def run_all() -> list[Any]:
+        return list(await asyncio.gather(*(Session(c).run() for c in configs)))
+
+    logs = asyncio.run(run_all())
+    groups = {protocol: logs}
+    agg = play_report.aggregate(groups)
+    if args.json:
+        print(json.dumps(agg, indent=2))
+    else:
+        print(play_report.table(agg))
+    if args.out:
+        play_report.write_logs(groups, args.out)
+        (args.out / "summary.json").write_text(json.dumps(agg, indent=2))
+        page = play_report.write_html(groups, agg, args.out / "report.html")
+        print(f"report: {page}", file=sys.stderr)
+    errors = [log.error for log in logs if log.error]
+    if errors:
+        if len(logs) == 1:
+            raise PlayerError(errors[0])
+        print(f"{len(errors)} of {len(logs)} sessions failed; first: {errors[0]}", file=sys.stderr)
+        return 1
+    return 0
