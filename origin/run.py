@@ -7,6 +7,8 @@ nginx's ``worker_processes`` with ``reuseport`` does. Each worker has its own me
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import signal
@@ -51,6 +53,15 @@ def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def _die_with_parent() -> None:
+    """Asks Linux to send SIGTERM to this worker when the parent dies (prctl(2))."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass  # not Linux: workers then outlive a killed parent, as with most servers
+
+
 def _run_on(config: ServeConfig, sock: socket.socket) -> None:
     from aiohttp import web
 
@@ -61,6 +72,7 @@ def _run_on(config: ServeConfig, sock: socket.socket) -> None:
 
 
 def _worker(config: ServeConfig, port: int) -> None:
+    _die_with_parent()
     _run_on(config, listening_socket(config.host, port, reuse_port=True))
 
 

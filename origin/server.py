@@ -222,7 +222,12 @@ async def _media(request: web.Request) -> web.StreamResponse:
 
 
 async def send_file(
-    request: web.Request, path: str | Path, content_type: str, cache_control: str
+    request: web.Request,
+    path: str | Path,
+    content_type: str,
+    cache_control: str,
+    *,
+    retry: bool = True,
 ) -> web.StreamResponse:
     """Answers a GET or HEAD of one file with validators, preconditions and ranges.
 
@@ -271,8 +276,10 @@ async def send_file(
                 data = file.read()
         except FileNotFoundError:
             return _not_found("not found")
-        if len(data) != facts.size_bytes:  # replaced between stat and read: answer the new one
-            return await send_file(request, path, content_type, cache_control)
+        if len(data) != facts.size_bytes and retry:  # replaced between stat and read
+            return await send_file(request, path, content_type, cache_control, retry=False)
+        if len(data) != facts.size_bytes:
+            return _json({"error": "file is changing"}, status=503, cache_control="no-cache")
         body = data[rng.first : rng.last + 1] if rng is not None else data
         return web.Response(status=decision.status, headers=headers, body=body)
     # Large file: FileResponse does the sendfile (see _SingleRangeFileResponse).

@@ -95,6 +95,15 @@ def test_head_has_headers_but_no_body(origin_url: str, hand_title) -> None:
     assert r.headers["content-length"] == str(len(hand_title.big))
     assert r.headers["content-type"] == "video/mp4"
     assert r.headers["etag"] == httpx.get(origin_url + SEG).headers["etag"]
+    small = httpx.head(origin_url + "/media/show/master.m3u8")
+    size = (hand_title.path / "master.m3u8").stat().st_size
+    assert small.status_code == 200 and small.content == b""
+    assert small.headers["content-length"] == str(size)
+    assert small.headers["content-type"] == "application/vnd.apple.mpegurl"
+    ranged = httpx.head(origin_url + SEG, headers={"Range": "bytes=0-9"})  # Range: GET only
+    assert ranged.status_code == 200 and ranged.headers["content-length"] == str(
+        len(hand_title.big)
+    )
 
 
 def test_conditional_requests(origin_url: str, hand_title) -> None:
