@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "origin.cli",
     "edge.cli",
     "player_sim.cli",
+    "player_sim.play_cli",
     "abrstack.demo",
 )
 
