@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import HandTitle
+from origin_test_helpers import HandTitle
 
 from origin.server import DEFAULT_NODE_MODULES
 from origin.testing import running_origin

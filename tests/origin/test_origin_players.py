@@ -136,7 +136,7 @@ def test_browser_plays_the_title(tiny_origin: str, tiny_title: Any, player: str)
 def test_browser_page_reports_a_broken_title(tmp_path: Path, player: str) -> None:
     """The page's error reporting works (so the test above can fail): a title whose
     manifests and segments are garbage ends in a player error, not in playback."""
-    from conftest import write_title
+    from origin_test_helpers import write_title
     from playwright.sync_api import sync_playwright
 
     broken = write_title(tmp_path / "media", "broken")

@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import BIG_SEGMENT_BYTES, HandTitle, write_title
-from origin_test_helpers import raw_request
+from origin_test_helpers import BIG_SEGMENT_BYTES, HandTitle, raw_request, write_title
 
 SECRET = b"top secret, outside the media root\n"
 
