@@ -3,9 +3,10 @@ vmaf_v0.6.1 model), PSNR (luma) and SSIM, in one ffmpeg process for all rungs.
 
 Each rung is upscaled to the source's size (bicubic), as VMAF's model expects, and both
 sides start at PTS 0 (FACTS: segments and sources can start at different times).
-Frames are subsampled with libvmaf's `n_subsample` (every 10th frame is scored): on a
-640x360 clip that cut the cost from 22 to 3.8 CPU-s with VMAF within 0.1 of scoring every
-frame. Selecting frames before the filter would save the decoding too, but it raised VMAF
+Frames are subsampled with libvmaf's `n_subsample` (every 30th frame is scored): on a
+640x360 clip every 10th frame cut the cost from 22 to 3.8 CPU-s with VMAF within 0.1 of
+scoring every frame, every 30th to 2.2 CPU-s within 0.5; on a 30-s 1080p five-rung ladder
+every 10th frame still cost 1.2x the encode, hence 30 (see bench/encode.py --quality). Selecting frames before the filter would save the decoding too, but it raised VMAF
 by 3-4 points (its motion feature then compares frames far apart), so it is not used.
 """
 
@@ -23,7 +24,7 @@ from encoder.ffmpeg import run_ffmpeg
 from encoder.progress import Progress
 
 VMAF_MODEL = "version=vmaf_v0.6.1"
-N_SUBSAMPLE = 10
+N_SUBSAMPLE = 30
 
 
 def rendition_file(folder: Path, rendition: dict[str, Any], out: Path) -> None:
