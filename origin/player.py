@@ -66,3 +66,32 @@ def render_error_page(status: int, heading: str, detail: str) -> str:
         "<body style='font-family:sans-serif;max-width:50em;margin:2em auto'>"
         f"<h1>{html.escape(heading)}</h1><p>{html.escape(detail)}</p></body></html>\n"
     )
+
+
+def render_index(titles: list[dict[str, Any]]) -> str:
+    """The home page: every title with links to its two player pages and its manifests."""
+    rows = []
+    for title in titles:
+        name = html.escape(title["name"])
+        ladder = ", ".join(
+            html.escape(str(r.get("id"))) for r in title["renditions"] if r.get("kind") == "video"
+        )
+        duration = title.get("duration_s")
+        rows.append(
+            f"<tr><td>{name}</td><td>{'' if duration is None else f'{duration:.1f} s'}</td>"
+            f"<td>{ladder}</td>"
+            f"<td><a href='play/{name}?player=hls'>hls.js</a> · "
+            f"<a href='play/{name}?player=dash'>dash.js</a></td>"
+            f"<td><a href='media/{name}/master.m3u8'>m3u8</a> · "
+            f"<a href='media/{name}/manifest.mpd'>mpd</a></td></tr>"
+        )
+    body = (
+        "".join(rows) or "<tr><td colspan=5>No titles yet: run <code>abr encode</code>.</td></tr>"
+    )
+    return (
+        "<!doctype html><html lang=en><meta charset=utf-8><title>abrstack origin</title>"
+        "<link rel=stylesheet href='static/player.css'><body><h1>Titles</h1>"
+        "<table><thead><tr><th>title</th><th>duration</th><th>renditions</th><th>play</th>"
+        f"<th>manifests</th></tr></thead><tbody id=titles>{body}</tbody></table>"
+        "<p><a href='titles'>catalog (JSON)</a> · <a href='metrics'>metrics</a></p></body></html>\n"
+    )

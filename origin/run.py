@@ -91,6 +91,10 @@ def serve(config: ServeConfig) -> None:
         f"catalog {url}/titles, player {url}/play/NAME",
         flush=True,
     )
+    from origin.catalog import scan
+
+    for title in scan(config.media_dir):
+        print(f"  {title['name']}: {url}/play/{title['name']}", flush=True)
     if config.workers == 1:
         _run_on(config, first)
         return

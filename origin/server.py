@@ -3,6 +3,7 @@
 URL space (contracts.md, kept stable for the edge):
 
 =======================================  ==============================================
+``GET /``                                HTML list of titles with player links
 ``GET /titles``                          JSON catalog of published titles
 ``GET /titles/{name}``                   one catalog entry
 ``GET|HEAD /media/{name}/{path}``        manifests, title.json, init and media segments
@@ -39,7 +40,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from origin import catalog, http_rules, media
 from origin.metrics import OriginMetrics, make_metrics
-from origin.player import PLAYERS, VENDOR_FILES, render_error_page, render_page
+from origin.player import PLAYERS, VENDOR_FILES, render_error_page, render_index, render_page
 
 SMALL_FILE_BYTES: Final = 64 * 1024
 """Files up to this size are read into memory; larger ones are sent with sendfile."""
@@ -96,6 +97,7 @@ def make_app(
     app[METRICS] = make_metrics(registry)
     app.on_response_prepare.append(_on_response_prepare)
     router = app.router
+    router.add_get("/", _index, name="index")
     router.add_get("/titles", _titles, name="titles")
     router.add_get("/titles/{name}", _title, name="title")
     router.add_get("/media/{name}/{path:.*}", _media, name="media")
@@ -166,6 +168,15 @@ def _json(data: Any, status: int = 200, cache_control: str = media.SHORT) -> web
 
 def _not_found(message: str) -> web.Response:
     return _json({"error": message}, status=404, cache_control="no-cache")
+
+
+async def _index(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    return web.Response(
+        text=render_index(catalog.scan(config.media_dir)),
+        content_type="text/html",
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
 async def _titles(request: web.Request) -> web.Response:

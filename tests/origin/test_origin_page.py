@@ -52,6 +52,13 @@ def test_player_page_default_and_errors(origin_url: str) -> None:
     assert script not in httpx.get(origin_url + "/play/" + script).text
 
 
+def test_home_page_links_every_title(origin_url: str) -> None:
+    r = httpx.get(origin_url + "/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "href='play/show?player=hls'" in r.text and "href='play/show?player=dash'" in r.text
+    assert "360p" in r.text
+
+
 def test_missing_node_modules_gives_a_clear_page(hand_title: HandTitle, tmp_path: Path) -> None:
     with running_origin(hand_title.media_dir, node_modules=tmp_path / "none") as url:
         for path in ("/play/show", "/static/vendor/hls.min.js"):
