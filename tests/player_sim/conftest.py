@@ -24,7 +24,7 @@ def tiny_video() -> Video:
     return make_video("tiny", rates, 4.0, [[r * 4 // 8] * 5 for r in rates])
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared reference data (traces, videos); tests that need it skip without it."""
     if not (SHARED / "traces" / "fcc").is_dir():
