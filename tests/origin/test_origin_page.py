@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -88,6 +89,30 @@ def test_cli_reports_a_missing_media_folder(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("abr origin: error: the media folder")
     assert "Traceback" not in done.stderr
+
+
+def test_cli_reports_a_busy_port(hand_title: HandTitle) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "abrstack",
+                "origin",
+                "--media",
+                str(hand_title.media_dir),
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"abr origin: error: cannot listen on 127.0.0.1:{port}")
 
 
 def _start_cli(args: list[str]) -> tuple[subprocess.Popen[str], str]:
