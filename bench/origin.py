@@ -347,6 +347,11 @@ def main() -> int:
                         results.append(result)
                         print(f"  {server} x{workers} {workload}: {rps:.0f} req/s", file=sys.stderr)
     print(report(results))
+    load = os.getloadavg()
+    print(
+        f"(wrk -t{args.threads} -c{args.connections} -d{args.duration_s:g}s per run; "
+        f"{os.cpu_count()} CPUs; load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})"
+    )
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
     return 0
