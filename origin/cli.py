@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
         "--node-modules",
         type=Path,
         default=None,
-        help="where npm installed hls.js and dash.js (default: the project's node_modules)",
+        help="where npm installed hls.js and dash.js (default: $ABR_NODE_MODULES, else the project's node_modules)",
     )
     parser.set_defaults(handler=_run)
 

@@ -49,6 +49,22 @@ STATIC_DIR: Final = Path(__file__).parent / "static"
 DEFAULT_NODE_MODULES: Final = Path(__file__).resolve().parent.parent / "node_modules"
 """node_modules of the project root (the parent of the origin package)."""
 
+
+def find_node_modules(explicit: Path | None = None) -> Path:
+    """Where hls.js and dash.js are: ``explicit``, else ``$ABR_NODE_MODULES``, else the
+    project root's node_modules, else ``./node_modules`` if that one has them (an installed
+    package has no project root). The project root's is returned when none has them, so
+    the error page names it."""
+    if explicit is not None:
+        return Path(explicit)
+    if os.environ.get("ABR_NODE_MODULES"):
+        return Path(os.environ["ABR_NODE_MODULES"])
+    for candidate in (DEFAULT_NODE_MODULES, Path.cwd() / "node_modules"):
+        if (candidate / "hls.js").is_dir():
+            return candidate
+    return DEFAULT_NODE_MODULES
+
+
 CORS_EXPOSED: Final = "Content-Length, Content-Range, Content-Type, ETag, Last-Modified, Age, Date"
 CORS_REQUEST_HEADERS: Final = "Range, If-None-Match, If-Modified-Since, If-Range, Content-Type"
 CORS_MAX_AGE_S: Final = 86_400
@@ -85,12 +101,12 @@ def make_app(
 ) -> web.Application:
     """The origin application serving the titles in ``media_dir``.
 
-    ``node_modules`` defaults to the project root's; ``registry`` defaults to a fresh
+    ``node_modules``: see :func:`find_node_modules`; ``registry`` defaults to a fresh
     Prometheus registry (exposed on ``/metrics``), so several apps can share a process.
     """
     config = OriginConfig(
         media_dir=Path(media_dir).resolve(),
-        node_modules=Path(node_modules) if node_modules is not None else DEFAULT_NODE_MODULES,
+        node_modules=find_node_modules(node_modules),
     )
     app = web.Application(middlewares=[_metrics_middleware, _cors_preflight_middleware])
     app[CONFIG] = config
