@@ -1,46 +1,123 @@
-"""`abr demo`: the README's main command on a built-in sample.
+"""`abr demo` (= `make demo`): the whole stack on a built-in sample.
 
-Today: make a sample source (once), encode it into `media/sample`, print the title's
-summary. Later steps (origin, edge, players, QoE report) join as those parts land.
+sample (lavfi) -> `abr encode` -> origin + edge in the background -> one headless player
+session over each of HTTP/1.1, HTTP/2 and HTTP/3 through the edge, shaped to a shipped
+bandwidth trace -> QoE table by protocol + HTML report. Every process it starts is
+stopped at the end, also on Ctrl-C or failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
+DEMO_TRACE = Path(__file__).resolve().parent.parent / "player_sim" / "data" / "traces" / "hsdpa" / \
+    "report.2011-02-14_2139CET.json"
+"""HSDPA 3G trace (Riiser et al., MMSys 2013): 0-9 Mbps, mean 1.9 Mbps, with latencies."""
+
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("demo", help="sample -> encode -> summary (the README's main command)")
+    p = subparsers.add_parser("demo", help="sample -> encode -> origin + edge -> players over h1/h2/h3 -> QoE report")
     p.add_argument("--media", type=Path, default=Path("media"), help="media folder (default media)")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="report and logs (default out/demo)")
     p.add_argument("--duration", type=float, default=30.0, help="sample length in seconds (default 30)")
     p.add_argument("--size", default="1280x720", help="sample size (default 1280x720)")
     p.add_argument("--title", default="sample", help="title name (default sample)")
+    p.add_argument("--trace", type=Path, default=DEMO_TRACE, help="bandwidth trace for the players")
+    p.add_argument("--abr", default="dynamic", help="ABR algorithm of the players (default dynamic)")
+    p.add_argument("--speed", type=float, default=2.0, help="time compression of the sessions (default 2)")
+    p.add_argument("--protocols", default="h1,h2,h3", help="comma-separated (default h1,h2,h3)")
     p.add_argument("--fresh", action="store_true", help="remake the sample and re-encode")
     p.set_defaults(handler=run_demo)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from encoder.cli import summary
+def _terminate_as_interrupt() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def prepare_title(args: argparse.Namespace) -> dict[str, Any]:
     from encoder.encode import EncodeConfig, encode
     from encoder.sample import make_sample, parse_size
 
     size = parse_size(args.size)
     source = args.media / "sources" / f"{args.title}-{args.size}-{args.duration:g}s.mp4"
     if args.fresh or not source.exists():
-        print(f"[1/2] making a {args.duration:g}-s {args.size} sample: {source}", flush=True)
+        print(f"[1/4] making a {args.duration:g}-s {args.size} sample: {source}", flush=True)
         make_sample(source, args.duration, size)
     else:
-        print(f"[1/2] sample exists: {source}", flush=True)
+        print(f"[1/4] sample exists: {source}", flush=True)
     folder = args.media / args.title
     doc_path = folder / "title.json"
-    if args.fresh or not doc_path.exists() or json.loads(doc_path.read_text())["source"]["file"] != source.name:
-        print(f"[2/2] encoding {source} -> {folder}", flush=True)
-        doc = encode(EncodeConfig(source=source, title=args.title, media_dir=args.media, force=True))
-    else:
-        print(f"[2/2] title exists: {folder} (--fresh re-encodes)", flush=True)
-        doc = json.loads(doc_path.read_text())
-    print(summary(doc, folder))
+    current = json.loads(doc_path.read_text()) if doc_path.exists() else None
+    if args.fresh or current is None or current["source"]["file"] != source.name:
+        print(f"[2/4] encoding {source} -> {folder}", flush=True)
+        return encode(EncodeConfig(source=source, title=args.title, media_dir=args.media, force=True))
+    print(f"[2/4] title exists: {folder} (--fresh re-encodes)", flush=True)
+    return current
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from abrstack.stack import running_stack
+    from encoder.cli import summary
+    from player_sim import play_report
+    from player_sim.errors import PlayerError
+    from player_sim.model import default
+    from player_sim.player import PlayConfig, Session
+    from player_sim.traces import load_traces
+
+    _terminate_as_interrupt()
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    if not protocols or any(p not in ("h1", "h2", "h3") for p in protocols):
+        raise PlayerError(f"--protocols takes h1, h2 and h3, not {args.protocols!r}")
+    trace = load_traces([args.trace])[0]
+    doc = prepare_title(args)
+    print(summary(doc, args.media / args.title), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print("[3/4] starting origin and edge", flush=True)
+    with running_stack(args.media, args.out / "stack") as stack:
+        print(f"      origin {stack.origin}; edge {stack.edge_http} (h1), {stack.edge_https} (h2, h3); "
+              f"SPKI {stack.spki}", flush=True)
+        logs: dict[str, list[Any]] = {}
+        for proto in protocols:
+            base = stack.edge_http if proto == "h1" else stack.edge_https
+            url = f"{base}/media/{args.title}/master.m3u8"
+            print(f"[4/4] {proto}: {args.abr} over {url}, trace {trace.name} at {args.speed:g}x", flush=True)
+            cfg = PlayConfig(url=url, protocol=proto, abr=args.abr, trace=trace, speed=args.speed,
+                             model=default(), cafile=str(stack.certfile), session_id=f"demo-{proto}")
+            log = asyncio.run(Session(cfg).run())
+            if log.error:
+                print(f"      {proto} session failed: {log.error}", flush=True)
+            logs[proto] = [log]
+        protocols_seen = _protocols_in_access_log(stack.access_log)
+    agg = play_report.aggregate(logs)
+    print()
+    print(play_report.table(agg))
+    print(f"edge access log protocols: {protocols_seen}")
+    play_report.write_logs(logs, args.out)
+    (args.out / "summary.json").write_text(json.dumps(agg, indent=2))
+    page = play_report.write_html(logs, agg, args.out / "report.html", title="abr demo: QoE by protocol")
+    print(f"report: {page}")
+    failed = [p for p, ls in logs.items() if ls[0].error]
+    if failed:
+        raise PlayerError(f"the session over {', '.join(failed)} failed (see {args.out})")
     return 0
+
+
+def _protocols_in_access_log(path: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                proto = json.loads(line).get("protocol", "?")
+            except ValueError:
+                continue
+            counts[proto] = counts.get(proto, 0) + 1
+    return counts

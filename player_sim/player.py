@@ -139,8 +139,8 @@ class Session:
             raise PlayerError("--speed must be positive")
         self.config = config
         self.client = client or make_client(config.protocol, config.cafile, config.insecure)
-        self.loop = asyncio.get_event_loop()
-        self.t0 = self.loop.time()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.t0 = 0.0
         trace = config.trace
         self.link = Link(trace, config.model.payload_portion) if trace else None
         self.shaper = Shaper(self.link) if self.link else None
@@ -156,6 +156,7 @@ class Session:
     # -- clock ------------------------------------------------------------------------
     def now(self) -> float:
         """Session clock (virtual seconds)."""
+        assert self.loop is not None, "the session is not running"
         return (self.loop.time() - self.t0) * self.config.speed
 
     async def sleep_until(self, t_s: float) -> None:
@@ -281,6 +282,8 @@ class Session:
 
     # -- the session ------------------------------------------------------------------
     async def run(self) -> SessionLog:
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()
         try:
             await self._run()
         except PlayerError as exc:
@@ -304,6 +307,7 @@ class Session:
             raise
         if not abr_registry.is_online(cfg.abr):
             raise PlayerError(f"{cfg.abr} is an offline algorithm (it needs the future); pick an online one")
+        assert self.loop is not None
         self.t0 = self.loop.time()  # the session clock starts with the first segment request
         if self.shaper is not None:
             self.shaper.t_s = 0.0
