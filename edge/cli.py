@@ -47,6 +47,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--retries", type=int, default=2, help="origin GET retries (default 2)")
     p.add_argument("--header-timeout", type=float, default=5.0,
                    help="close connections without a complete request head after this (s)")
+    p.add_argument("--quic-datagram", type=int, default=1350, metavar="BYTES",
+                   help="largest QUIC datagram the edge sends (default 1350; at most the "
+                        "peer's max_udp_payload_size is used)")
     p.add_argument("--access-log", default="-",
                    help='JSON access log: "-" stderr (default), a file, or "off"')
     p.set_defaults(handler=_run)
@@ -70,6 +73,8 @@ def build_config(args: argparse.Namespace) -> Any:
         mem_bytes = parse_size(args.memory_size)
     except ValueError as exc:
         raise EdgeError(f"bad size: {exc}.") from None
+    if not 1200 <= args.quic_datagram <= 65000:
+        raise EdgeError("--quic-datagram must be between 1200 and 65000.")
     if args.workers < 1:
         raise EdgeError("--workers must be at least 1.")
     if (args.cert is None) != (args.key is None):
@@ -90,6 +95,7 @@ def build_config(args: argparse.Namespace) -> Any:
         http_port=None if args.http_port < 0 else args.http_port,
         certfile=args.cert, keyfile=args.key, workers=args.workers,
         header_timeout_s=args.header_timeout,
+        quic_max_datagram_bytes=args.quic_datagram,
         access_log=None if args.access_log == "off" else args.access_log,
     )
 

@@ -60,7 +60,9 @@ class ServerConfig:
     access_log: str | None = "-"
     """Where the JSON access log goes: "-" stderr, a file path, or None."""
     quic_max_datagram_bytes: int = 1350
-    """QUIC datagram size aioquic sends (1200 minimum; loopback tolerates more)."""
+    """Largest QUIC datagram the edge sends (≥ 1200, clamped to the peer's
+    ``max_udp_payload_size``). 1350 is safe on any path; on loopback (MTU 64 KiB)
+    16000 makes h3 ~9x faster with aioquic clients (bench/edge.py)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Further hypercorn Config attributes (tests and benchmarks)."""
 
@@ -103,6 +105,23 @@ def apply_tuning(quic_max_datagram_bytes: int = 1350) -> None:
             super().__init__(*args, **kwargs)
             self.protocol_queue = asyncio.Queue(1024)
 
+    class ClampedQuicConnection(hquic.QuicConnection):
+        """Never send datagrams larger than the peer's ``max_udp_payload_size``
+        (RFC 9000 §18.2); aioquic validates the parameter but does not apply it."""
+
+        def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False
+                                        ) -> None:
+            super()._parse_transport_parameters(data, from_session_ticket)
+            from aioquic.buffer import Buffer
+            from aioquic.quic.packet import pull_quic_transport_parameters
+
+            with contextlib.suppress(Exception):
+                params = pull_quic_transport_parameters(Buffer(data=data))
+                if params.max_udp_payload_size:
+                    self._max_datagram_size = min(self._max_datagram_size,
+                                                  params.max_udp_payload_size)
+
+    hquic.QuicConnection = ClampedQuicConnection  # type: ignore[misc]
     hquic.QuicProtocol = TunedQuicProtocol  # type: ignore[misc]
     hrun.UDPServer = TunedUDPServer  # type: ignore[misc]
     hh2.H2Protocol._send_data = _batched_send_data  # type: ignore[method-assign]
