@@ -26,6 +26,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-cmcd", action="store_true", help="do not send CMCD (CTA-5004) data")
     p.add_argument("--cacert", help="CA file to verify the server (e.g. the edge's cert.pem)")
     p.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
+    p.add_argument("--max-retries", type=int, default=7,
+                   help="retries of a failed request (backoff 0.25 s doubling to 4 s; default 7)")
     p.add_argument("--json", action="store_true", help="print the aggregate as JSON")
     p.set_defaults(handler=run_play)
 
@@ -48,6 +50,8 @@ def run_play(args: argparse.Namespace) -> int:
 
     if args.players < 1:
         raise PlayerError("--players must be at least 1")
+    if args.max_retries < 0:
+        raise PlayerError("--max-retries must be 0 or more")
     if args.speed <= 0:
         raise PlayerError("--speed must be positive")
     if not args.url.startswith(("http://", "https://")):
@@ -64,7 +68,7 @@ def run_play(args: argparse.Namespace) -> int:
     configs = [
         PlayConfig(url=args.url, protocol=protocol, abr=args.abr, trace=traces[i % len(traces)],
                    speed=args.speed, model=model, cmcd=not args.no_cmcd, cafile=args.cacert,
-                   insecure=args.insecure, session_id=f"p{i:03d}")
+                   insecure=args.insecure, session_id=f"p{i:03d}", max_retries=args.max_retries)
         for i in range(args.players)
     ]
 

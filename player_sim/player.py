@@ -45,8 +45,9 @@ from player_sim.video import Video, make_video, parse_title
 
 SHAPING_SLACK_S = 0.004
 """Shaping debt (wall seconds) tolerated before sleeping; paid at the end of each body."""
-RETRY_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0)
-"""Wall-clock waits between attempts of a failed request (then the session gives up)."""
+RETRY_FIRST_S = 0.25
+RETRY_MAX_S = 4.0
+"""A failed request is retried after 0.25, 0.5, 1, 2, 4, 4, ... wall seconds."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class PlayConfig:
     """Do not verify the server's certificate."""
     session_id: str = ""
     """CMCD session id (default: random)."""
+    max_retries: int = 7
+    """Retries of a request that failed in transport or with a 5xx before the session gives up."""
 
 
 @dataclass
@@ -219,11 +222,11 @@ class Session:
                 body: bytes | int = b"".join(transfer.parts) if transfer.keep else received
                 return reply, body, start, first[0] if first else end
             except TransportFailure as exc:
-                if attempt >= len(RETRY_BACKOFF_S):
+                if attempt >= self.config.max_retries:
                     raise PlayerError(f"giving up on {url} after {attempt + 1} attempts ({exc})") from None
                 self.log.retries += 1
                 self.event("retry", kind=kind, url=url, attempt=attempt, reason=str(exc)[:200], **info)
-                await asyncio.sleep(RETRY_BACKOFF_S[attempt])
+                await asyncio.sleep(min(RETRY_MAX_S, RETRY_FIRST_S * 2**attempt))
                 if self.playback is not None:
                     self.playback_events(self.playback.advance(self.now()))
                 attempt += 1

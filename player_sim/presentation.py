@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 from player_sim.errors import PlayerError
@@ -72,14 +73,21 @@ def manifest_kind(url: str, text: str) -> str:
     raise PlayerError(f"{url} is neither an HLS playlist nor a DASH MPD")
 
 
-def parse_hls_master(text: str, url: str) -> tuple[list[HlsVariant], str | None]:
-    """Variants (absolute URIs) and the audio rendition's playlist URI of a master playlist."""
+def _load_m3u8(text: str, url: str) -> Any:
     import m3u8
 
     try:
-        pl = m3u8.loads(text, uri=url)
-    except Exception as exc:  # m3u8 raises a variety of errors on bad input
+        return m3u8.loads(text, uri=url)
+    except KeyError as exc:  # m3u8 raises KeyError for a missing required attribute
+        raise PlayerError(f"HLS playlist {url} is malformed (a tag lacks {str(exc.args[0]).upper()})") from None
+    except Exception as exc:  # and a variety of other errors on bad input
         raise PlayerError(f"HLS playlist {url} is malformed ({exc})") from None
+
+
+def parse_hls_master(text: str, url: str) -> tuple[list[HlsVariant], str | None]:
+    """Variants (absolute URIs) and the audio rendition's playlist URI of a master playlist."""
+
+    pl = _load_m3u8(text, url)
     if not pl.is_variant:
         raise PlayerError(f"{url} is a media playlist; give the master playlist")
     variants = []
@@ -104,12 +112,8 @@ def parse_hls_master(text: str, url: str) -> tuple[list[HlsVariant], str | None]
 
 def parse_hls_media(text: str, url: str) -> tuple[str | None, list[str], list[float]]:
     """(init URL, segment URLs, durations) of a VOD media playlist."""
-    import m3u8
 
-    try:
-        pl = m3u8.loads(text, uri=url)
-    except Exception as exc:
-        raise PlayerError(f"HLS playlist {url} is malformed ({exc})") from None
+    pl = _load_m3u8(text, url)
     if pl.is_variant or not pl.segments:
         raise PlayerError(f"HLS media playlist {url} has no segments")
     if not pl.is_endlist:
@@ -185,7 +189,8 @@ def _expand(template: object, rep: object, url: str, total_s: float | None
     t = template
     rid, bw = str(getattr(rep, "id", "")), int(getattr(rep, "bandwidth", 0) or 0)
     timescale = int(getattr(t, "timescale", None) or 1)
-    start = int(getattr(t, "start_number", None) or 1)
+    start_number = getattr(t, "start_number", None)
+    start = int(start_number) if start_number is not None else 1
     media = getattr(t, "media", None)
     if not media:
         raise PlayerError(f"DASH MPD {url}: representation {rid} has no media template")

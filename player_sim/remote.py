@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from urllib.parse import urljoin
 
 from player_sim.errors import PlayerError
@@ -91,6 +92,11 @@ def _duration_s(iso: str) -> float:
     return d * 86400 + h * 3600 + mi * 60 + s
 
 
+def _number(n: int, m: re.Match[str]) -> str:
+    """``$Number$`` / ``$Number%05d$`` substitution (ISO/IEC 23009-1, 5.3.9.4.4)."""
+    return str(n).zfill(int(m.group(2) or 0))
+
+
 def _from_dash(client: object, url: str, name: str, text: str) -> Video:
     from mpegdash.parser import MPEGDASHParser
 
@@ -116,7 +122,7 @@ def _from_dash(client: object, url: str, name: str, text: str) -> Video:
                 sizes = []
                 for i in range(count):
                     path = tmpl.media.replace("$RepresentationID$", str(rep.id))
-                    path = re.sub(r"\$Number(%0(\d+)d)?\$", lambda m, n=start + i: str(n).zfill(int(m.group(2) or 0)), path)
+                    path = re.sub(r"\$Number(%0(\d+)d)?\$", partial(_number, start + i), path)
                     sizes.append(_head_size(client, urljoin(url, path)))
                 rungs.append((int(rep.bandwidth), sizes, seg_s))
     rungs.sort()

@@ -14,7 +14,6 @@ replayed as a fixed schedule (the model's startup threshold is not planned for).
 
 from __future__ import annotations
 
-
 import math
 
 import numpy as np
@@ -38,6 +37,11 @@ def plan(ctx: AbrContext, bin_s: float | None = None) -> list[int]:
     cap = model.max_buffer_s
     step = model.sleep_step_s
     rtt = model.rtt_s
+    lats = link.trace.latencies_s
+    if model.use_trace_latency and any(lats):
+        # the default model takes each request's latency from the trace; plan with its mean
+        rtt = sum(d * x for d, x in zip(link.trace.durations_s, lats, strict=True)) / link.trace.duration_s
+    start_after = rtt if model.rtt_advances_clock else 0.0
     kbps = np.array([b / 1000 for b in video.bitrates_bps])
     sizes = np.array(video.sizes_bytes, dtype=float)
     levels = video.levels
@@ -46,14 +50,15 @@ def plan(ctx: AbrContext, bin_s: float | None = None) -> list[int]:
 
     def transitions(t: np.ndarray, b: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, ...]:
         """Rebuffer, new buffer and new clock for downloads of ``size`` from states (t, b)."""
-        need = link.finish_s(float(t.max()), float(size.max())) + cap + seg_s + 1
+        need = link.finish_s(float(t.max()) + start_after, float(size.max())) + cap + seg_s + 1
         times, cum, rates = link.arrays(need)
-        i = np.searchsorted(times, t, side="right") - 1
-        target = cum[i] + (t - times[i]) * rates[i] + size
+        ts = t + start_after
+        i = np.searchsorted(times, ts, side="right") - 1
+        target = cum[i] + (ts - times[i]) * rates[i] + size
         j = np.searchsorted(cum, target, side="left")
         j = np.maximum(j, 1)
         end = times[j - 1] + (target - cum[j - 1]) / rates[j - 1]
-        delay = end - t + rtt
+        delay = end - ts + rtt
         rebuf = np.maximum(delay - b, 0.0)
         nb = np.maximum(b - delay, 0.0) + seg_s
         over = nb > cap
@@ -87,12 +92,12 @@ def plan(ctx: AbrContext, bin_s: float | None = None) -> list[int]:
         keep = slot[slot >= 0]
         q, b, t, value = nq[keep], nb[keep], nt[keep], nv[keep]
         back.append((q, s_idx[keep]))
-    best = int(np.argmax(value))
+    state = int(np.argmax(value))
     levels_plan = [0] * n
     for k in range(n - 1, -1, -1):
         qs, parent = back[k]
-        levels_plan[k] = int(qs[best])
-        best = int(parent[best])
+        levels_plan[k] = int(qs[state])
+        state = int(parent[state])
     return levels_plan
 
 

@@ -94,6 +94,12 @@ class SdpParams:
     use_rtt: bool = True
     recency: float = 1.0
     persistent: bool = False
+    drop_weight: float = 0.0
+    drop_factor: float = 0.5
+    drop_base: str = "harmonic"
+    pad_n: int = 0
+    rho: float = 1.0
+    pad_factor: float = 0.5
 
 
 class Sdp(Abr):
@@ -117,6 +123,15 @@ class Sdp(Abr):
         xs = np.array(self.tputs[-p.scenarios:]) * p.scale
         w = p.recency ** np.arange(len(xs))[::-1]
         w = w / w.sum()
+        if p.pad_n and len(xs) < p.pad_n:
+            # few samples yet: pessimistic pseudo-samples stand for the ones still missing
+            miss = p.pad_n - len(xs)
+            xs = np.append(np.full(miss, float(np.min(xs)) * p.pad_factor), xs)
+            w = np.full(len(xs), 1 / len(xs))
+        if p.drop_weight > 0:
+            base = len(xs) / np.sum(1 / xs) if p.drop_base == "harmonic" else float(np.min(xs))
+            xs = np.append(xs, base * p.drop_factor)
+            w = np.append(w * (1 - p.drop_weight), p.drop_weight)
         seg = self.video.segment_s
         cap = self.ctx.max_buffer_s
         rtt = self.rtt if p.use_rtt else 0.0
@@ -176,6 +191,8 @@ class Sdp(Abr):
             vn = V[krows, lrows, i0] * (1 - fr) + V[krows, lrows, i0 + 1] * fr
             W = self.rate[None, :, None] - 4.3 * rebuf + vn  # (K, L_next, B)
             V = (W[:, None, :, :] - self.switch[None, :, :, None]).max(axis=2)  # (K, L_prev, B)
+            if p.rho < 1:
+                V = p.rho * V + (1 - p.rho) * np.tensordot(w, V, 1)[None]
         c = state.segment
         d = self.sizes[:, c][None, :] / xs[:, None] + rtt  # (K,L)
         b0 = state.buffer_s
