@@ -100,10 +100,12 @@ def running_origin_process(media: Path, workdir: Path) -> Iterator[tuple[str, su
 
 
 @contextlib.contextmanager
-def running_edge_process(origin: str, workdir: Path, *extra: str) -> Iterator[tuple[str, str, Path, str, subprocess.Popen[str]]]:
+def running_edge_process(origin: str, workdir: Path, *extra: str, port: int = 0, http_port: int = 0
+                         ) -> Iterator[tuple[str, str, Path, str, subprocess.Popen[str]]]:
+    """`abr edge` in front of `origin` (ports 0: any free ones); yields its URLs, cert, SPKI, process."""
     log = workdir / "edge.log"
     access = workdir / "edge-access.log"
-    argv = [*ABR, "edge", "--origin", origin, "--port", "0", "--http-port", "0",
+    argv = [*ABR, "edge", "--origin", origin, "--port", str(port), "--http-port", str(http_port),
             "--cache-dir", str(workdir / "edge-cache"), "--access-log", str(access), *extra]
     with _process(argv, log) as proc:
         assert proc.stdout is not None
