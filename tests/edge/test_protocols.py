@@ -94,3 +94,27 @@ def test_access_log_names_protocol(origin: Any, edge_factory: Any, caplog: Any) 
                 time.sleep(0.02)
         assert [(x["protocol"], x["cache"], x["status"]) for x in lines] == [
             ("h1", "MISS", 200), ("h2", "HIT", 200)]
+
+
+def test_h2_many_concurrent_large_streams_on_one_connection(origin: Any, edge_factory: Any) -> None:
+    """The batched DATA-frame path (edge.server.send_data_frames) under small client
+    flow-control windows (httpx: 64 KiB) and many streams at once."""
+    state, url = origin
+    for i in range(4):
+        state.objects[f"/big{i}"] = Obj(bytes([i]) * 3 + BODY, {"Cache-Control": "max-age=60"})
+
+    async def run() -> list[tuple[str, bytes]]:
+        async with httpx.AsyncClient(http2=True, verify=False) as c:
+            rs = await asyncio.gather(*[c.get(f"{edge.https}/big{i % 4}") for i in range(12)])
+            return [(r.http_version, r.content) for r in rs]
+
+    with edge_factory([url]) as edge:
+        for i in range(4):
+            httpx.get(f"{edge.http}/big{i}")
+        got = asyncio.run(run())
+        assert all(v == "HTTP/2" for v, _ in got)
+        assert [b for _, b in got] == [bytes([i % 4]) * 3 + BODY for i in range(12)]
+        if shutil.which("curl"):
+            out = subprocess.run(["curl", "-sk", "--http2", f"{edge.https}/big1"],
+                                 capture_output=True, timeout=20).stdout
+            assert out == bytes([1]) * 3 + BODY
