@@ -23,10 +23,8 @@ sub-second mtime). Bodies above :data:`SMALL_FILE_BYTES` go out through ``FileRe
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,16 +32,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import hdrs, web
-from aiohttp.abc import AbstractStreamWriter
-from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from origin import catalog, http_rules, media
+from origin import catalog, media
+from origin.files import send_file
 from origin.metrics import OriginMetrics, make_metrics
 from origin.player import PLAYERS, VENDOR_FILES, render_error_page, render_index, render_page
-
-SMALL_FILE_BYTES: Final = 64 * 1024
-"""Files up to this size are read into memory; larger ones are sent with sendfile."""
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 DEFAULT_NODE_MODULES: Final = Path(__file__).resolve().parent.parent / "node_modules"
@@ -68,15 +62,6 @@ def find_node_modules(explicit: Path | None = None) -> Path:
 CORS_EXPOSED: Final = "Content-Length, Content-Range, Content-Type, ETag, Last-Modified, Age, Date"
 CORS_REQUEST_HEADERS: Final = "Range, If-None-Match, If-Modified-Since, If-Range, Content-Type"
 CORS_MAX_AGE_S: Final = 86_400
-
-_CONDITIONAL_FIELDS: Final = (
-    "if-match",
-    "if-none-match",
-    "if-modified-since",
-    "if-unmodified-since",
-    "if-range",
-    "range",
-)
 
 
 @dataclass(frozen=True)
@@ -246,109 +231,6 @@ async def _media(request: web.Request) -> web.StreamResponse:
     except LookupError:
         return _not_found("not found")
     return await send_file(request, path, kind.content_type, kind.cache_control)
-
-
-async def send_file(
-    request: web.Request,
-    path: str | Path,
-    content_type: str,
-    cache_control: str,
-    *,
-    retry: bool = True,
-) -> web.StreamResponse:
-    """Answers a GET or HEAD of one file with validators, preconditions and ranges.
-
-    A file that vanishes (a title deleted or replaced while a client plays it) is a 404;
-    a file already being sent keeps its open descriptor until done.
-    """
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return _not_found("not found")
-    except OSError:
-        return _json({"error": "unreadable"}, status=403, cache_control="no-cache")
-    if not stat.S_ISREG(st.st_mode):
-        return _not_found("not found")  # no directory listings, no devices
-    facts = http_rules.FileFacts(size_bytes=st.st_size, mtime_ns=st.st_mtime_ns)
-    lowered = {
-        field: request.headers[field] for field in _CONDITIONAL_FIELDS if field in request.headers
-    }
-    decision = http_rules.decide(request.method, lowered, facts)
-    headers = {
-        "ETag": facts.etag,
-        "Last-Modified": facts.last_modified,
-        "Cache-Control": cache_control,
-        "Accept-Ranges": "bytes",
-    }
-    if decision.status == http_rules.NOT_MODIFIED:
-        return web.Response(status=304, headers=headers)  # RFC 9110 §15.4.5: validators kept
-    if decision.status == http_rules.PRECONDITION_FAILED:
-        return web.Response(status=412, headers={"Cache-Control": "no-cache"})
-    if decision.status == http_rules.RANGE_NOT_SATISFIABLE:
-        headers["Content-Range"] = f"bytes */{facts.size_bytes}"  # RFC 9110 §15.5.17
-        headers["Cache-Control"] = "no-cache"
-        return web.Response(status=416, headers=headers)
-    headers["Content-Type"] = content_type
-    rng = decision.byte_range
-    if rng is not None:
-        headers["Content-Range"] = rng.content_range(facts.size_bytes)
-    length = rng.length_bytes if rng is not None else facts.size_bytes
-    if request.method == "HEAD":
-        head = web.StreamResponse(status=decision.status, headers=headers)
-        head.content_length = length
-        return head
-    if facts.size_bytes <= SMALL_FILE_BYTES:
-        try:
-            with open(path, "rb") as file:
-                data = file.read()
-        except FileNotFoundError:
-            return _not_found("not found")
-        if len(data) != facts.size_bytes and retry:  # replaced between stat and read
-            return await send_file(request, path, content_type, cache_control, retry=False)
-        if len(data) != facts.size_bytes:
-            return _json({"error": "file is changing"}, status=503, cache_control="no-cache")
-        body = data[rng.first : rng.last + 1] if rng is not None else data
-        return web.Response(status=decision.status, headers=headers, body=body)
-    # Large file: FileResponse does the sendfile (see _SingleRangeFileResponse).
-    del headers["ETag"], headers["Last-Modified"]  # FileResponse sets both from its fstat
-    headers.pop("Content-Range", None)
-    plain: CIMultiDict[str] = CIMultiDict(
-        (key, value)
-        for key, value in request.headers.items()
-        if key.lower() not in _CONDITIONAL_FIELDS and key.lower() != "accept-encoding"
-    )
-    if rng is not None:
-        plain["Range"] = f"bytes={rng.first}-{rng.last}"
-    return _SingleRangeFileResponse(path, plain, headers=headers)
-
-
-class _SingleRangeFileResponse(web.FileResponse):
-    """A FileResponse that sees a copy of the request without validators and with at most
-    the one range already decided by :func:`origin.http_rules.decide`.
-
-    FileResponse re-applies its own precondition and range logic; with such a request that
-    logic is a no-op, and only its sendfile path and its fstat-based headers remain.
-    """
-
-    def __init__(self, path: str | Path, request_headers: CIMultiDict[str], **kwargs: Any) -> None:
-        super().__init__(path, **kwargs)
-        self._request_headers = request_headers
-
-    @property
-    def last_modified(self) -> datetime.datetime | None:
-        return web.FileResponse.last_modified.fget(self)  # type: ignore[attr-defined]
-
-    @last_modified.setter
-    def last_modified(self, value: Any) -> None:
-        # aiohttp rounds a float mtime up; RFC 9110 §8.8.2.1 and our validators round down.
-        if isinstance(value, float):
-            value = int(value)
-        web.FileResponse.last_modified.fset(self, value)  # type: ignore[attr-defined]
-
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if self.prepared:
-            return await web.StreamResponse.prepare(self, request)
-        return await super().prepare(request.clone(headers=self._request_headers))
 
 
 async def _vendor(request: web.Request) -> web.StreamResponse:
