@@ -13,12 +13,8 @@ URL space (contracts.md, kept stable for the edge):
 ``GET /metrics``                         Prometheus exposition of this app's registry
 =======================================  ==============================================
 
-Files: validators, conditional requests and ranges are decided by the pure rules of
-:mod:`origin.http_rules` (aiohttp's ``FileResponse`` alone answers 416 to multi-range
-requests, ignores entity-tag ``If-Range`` and compares ``If-Modified-Since`` against the
-sub-second mtime). Bodies above :data:`SMALL_FILE_BYTES` go out through ``FileResponse``
-(``sendfile``), which then sees only our normalised single ``Range``; small files
-(manifests) are read into memory.
+Files are sent by :func:`origin.files.send_file`: validators, preconditions and ranges
+from the pure rules of :mod:`origin.http_rules`, bodies above 64 KiB with sendfile.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -169,3 +170,24 @@ def test_many_clients_during_a_delete_never_get_a_server_error(
     statuses = asyncio.run(hammer())
     assert set(statuses) <= {200, 404}
     assert statuses[-10:] == [404] * 10
+
+
+def test_clients_leaving_mid_body_do_not_hurt_the_server(
+    origin_url: str, hand_title: HandTitle, caplog: pytest.LogCaptureFixture
+) -> None:
+    parts = urlsplit(origin_url)
+    assert parts.hostname and parts.port
+    for _ in range(20):
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as rude:
+            rude.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+            rude.sendall(b"GET /media/show/360p/seg-00001.m4s HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert rude.recv(100).startswith(b"HTTP/1.1 200")
+            rude.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+        # closed with RST while the server is still in sendfile
+    with httpx.Client(base_url=origin_url) as client:
+        assert client.get("/media/show/360p/seg-00001.m4s").content == hand_title.big
+        assert client.get("/healthz").status_code == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
