@@ -48,6 +48,7 @@ from edge.policy import (
     storable,
     validators,
 )
+from edge.shared import SharedFetch
 from edge.store import Hit, TieredStore
 from edge.upstream import Upstream, UpstreamConfig, UpstreamError
 
@@ -105,6 +106,8 @@ class EdgeApp:
         self.upstream = Upstream(cfg.upstream)
         self.upstream.on_fetch = self.metrics.observe_fetch  # type: ignore[assignment]
         self.inflight: dict[str, Inflight] = {}
+        self.inflight_dir = cfg.cache_dir / "inflight"
+        self.inflight_dir.mkdir(parents=True, exist_ok=True)
         self._tasks: set[asyncio.Task[None]] = set()
         self._prefetch_slots: asyncio.Semaphore | None = None
         self._started = False
@@ -261,12 +264,55 @@ class EdgeApp:
         await self._follow(ctx, flight, req_headers, collapsed=collapsed)
 
     def _start_fetch(self, key: str, path_qs: str, stale: Hit | None) -> Inflight:
+        """Register an in-flight fetch for ``key``. A miss (no stored copy) is also
+        collapsed across worker processes (:mod:`edge.shared`); revalidations are not
+        (they are cheap conditional requests)."""
         flight = Inflight(key)
         self.inflight[key] = flight
-        self._spawn(self._fetch(flight, path_qs, stale))
+        if stale is None:
+            shared = SharedFetch(self.inflight_dir, key)
+            if shared.try_lock():
+                self._spawn(self._fetch(flight, path_qs, None, shared))
+            else:
+                flight.remote = True
+                self._spawn(self._mirror(flight, path_qs, shared))
+        else:
+            self._spawn(self._fetch(flight, path_qs, stale))
         return flight
 
-    async def _fetch(self, flight: Inflight, path_qs: str, stale: Hit | None) -> None:
+    async def _mirror(self, flight: Inflight, path_qs: str, shared: SharedFetch) -> None:
+        """Follow another worker's fetch of ``flight.key`` through the shared files."""
+        key = flight.key
+        t0 = self.clock()
+        up = self.cfg.upstream
+        timeout = (up.connect_timeout_s + up.read_timeout_s) * (up.retries + 1) + 5
+        try:
+            outcome = await shared.mirror(flight, timeout)
+            if outcome == "ok":
+                head = flight.head.result()
+                if storable("GET", head.status, head.headers):
+                    body = bytes(flight.buf)
+                    self.store.memory.put(key, Entry(head.status, head.headers, t0,
+                                                     self.clock(), len(body)), body)
+            elif outcome == "gone":
+                hit = await asyncio.to_thread(self.store.lookup_disk, key)
+                if hit is not None:
+                    self.store.promote(key, hit)
+                    flight.resolve(Head("stored", 200, entry=hit.entry, body=hit.body,
+                                        x_cache="HIT"))
+                else:
+                    await self._fetch(flight, path_qs, None)
+            elif not flight.head.done():
+                flight.resolve(Head("error", 502, reason="origin fetch failed"))
+        except Exception as exc:  # noqa: BLE001 - reported to the followers
+            if not flight.done:
+                flight.fail(exc)
+        finally:
+            if self.inflight.get(key) is flight:
+                del self.inflight[key]
+
+    async def _fetch(self, flight: Inflight, path_qs: str, stale: Hit | None,
+                     shared: SharedFetch | None = None) -> None:
         """The one origin fetch for ``flight.key`` (runs as its own task)."""
         key = flight.key
         hdrs = {"Accept-Encoding": "identity", "Via": f"1.1 {self.cfg.via_name}"}
@@ -295,12 +341,19 @@ class EdgeApp:
                 keep = storable("GET", r.status, got)
                 cl_raw = header(tuple((k.lower(), v) for k, v in raw), "content-length")
                 cl = int(cl_raw) if cl_raw and cl_raw.isdigit() else None
-                flight.resolve(Head("body", r.status, headers=got, content_length=cl,
-                                    shareable=keep or r.status >= 400))
+                head = Head("body", r.status, headers=got, content_length=cl,
+                            shareable=keep or r.status >= 400)
+                flight.resolve(head)
+                if shared is not None:
+                    shared.publish_head(head)
                 async for chunk in r.chunks():
                     flight.append(chunk)
+                    if shared is not None:
+                        shared.append(chunk)
                 if cl is not None and len(flight.buf) != cl:
                     raise ConnectionError("origin body shorter than Content-Length")
+                if shared is not None:
+                    shared.finish(len(flight.buf))
                 body = bytes(flight.buf)
                 entry = Entry(r.status, got, r.request_time_s, r.response_time_s, len(body))
                 if keep:
@@ -314,6 +367,8 @@ class EdgeApp:
                     stored = await asyncio.to_thread(self.store.disk.put, key, entry, body)
                     self.store.memory.update_entry(key, stored)
         except UpstreamError as exc:
+            if shared is not None:
+                shared.fail()
             if stale is not None and may_serve_stale_on_error(stale.entry, self.clock(),
                                                                self.cfg.policy):
                 flight.resolve(Head("stored", 200, entry=stale.entry, body=stale.body,
@@ -321,15 +376,20 @@ class EdgeApp:
             else:
                 flight.resolve(Head("error", exc.status, reason=exc.reason))
         except (asyncio.CancelledError, Exception) as exc:
+            if shared is not None:
+                shared.fail()
             flight.fail(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
+            if shared is not None:
+                shared.cleanup()  # after the disk write: late requests find the object
             if self.inflight.get(key) is flight:
                 del self.inflight[key]
 
     async def _follow(self, ctx: _Ctx, flight: Inflight, req_headers: dict[str, str],
                       collapsed: bool) -> None:
+        collapsed = collapsed or flight.remote
         if collapsed:
             self.metrics.collapsed.labels(self.cfg.worker).inc()
         tag = "; collapsed" if collapsed else ""

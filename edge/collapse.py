@@ -44,7 +44,8 @@ class Inflight:
         self.done = False
         self.error: BaseException | None = None
         self._changed = asyncio.Event()
-        self.readers = 0
+        self.remote = False
+        """True when another worker process fetches and this one mirrors it."""
 
     # --- writer side (the fetch task)
     def resolve(self, head: Head) -> None:

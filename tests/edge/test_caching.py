@@ -286,3 +286,42 @@ def test_cors_preflight_allows_range(origin: Any, edge_factory: Any) -> None:
             "Origin": "http://x", "Access-Control-Request-Method": "GET",
             "Access-Control-Request-Headers": "range"})
         assert r.status_code == 204 and "Range" in r.headers["access-control-allow-headers"]
+
+
+def test_stampede_across_two_workers_sharing_a_cache_dir(origin: Any, edge_factory: Any,
+                                                         tmp_path: Any) -> None:
+    """Two edge workers (as with --workers 2) on one cache dir: one origin fetch in all,
+    and the worker that lost the race streams the other's fetch as it arrives."""
+    state, url = origin
+    path = "/media/new/1080p/seg-00001.m4s"
+    state.objects[path] = Obj(MB, {"Cache-Control": SEG_CC})
+    shared = tmp_path / "shared"
+    with edge_factory([url], prefetch_k=0, cache_dir=shared) as a, \
+            edge_factory([url], prefetch_k=0, cache_dir=shared) as b:
+        httpx.get(url + "/warm")
+        state.make_gate()
+
+        async def run() -> list[tuple[int, bytes, str]]:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as s:
+                async def one(base: str) -> tuple[aiohttp.ClientResponse, bytes]:
+                    r = await s.get(base + path)
+                    return r, await r.content.readexactly(1000)
+
+                heads = await asyncio.wait_for(asyncio.gather(
+                    *[one(a.http if i % 2 else b.http) for i in range(40)]), 20)
+                assert state.count(path) == 1  # first bytes everywhere, origin still held
+                state.open_gate()
+                out = []
+                for r, head in heads:
+                    out.append((r.status, head + await r.read(), r.headers["X-Cache"]))
+                    r.release()
+                return out
+
+        results = asyncio.run(run())
+        assert state.count(path) == 1
+        assert all(st == 200 and body == MB for st, body, _ in results)
+        assert sum(1 for *_, x in results if x == "MISS") == 1
+        time.sleep(0.2)
+        assert httpx.get(a.http + path).headers["x-cache"] == "HIT"
+        assert httpx.get(b.http + path).headers["x-cache"] == "HIT"
+        assert list((shared / "inflight").iterdir()) == []
