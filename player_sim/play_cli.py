@@ -26,6 +26,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-cmcd", action="store_true", help="do not send CMCD (CTA-5004) data")
     p.add_argument("--cacert", help="CA file to verify the server (e.g. the edge's cert.pem)")
     p.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
+    p.add_argument("--level", help="always fetch this level: 'top' or an index from 0 (load tests)")
     p.add_argument("--max-retries", type=int, default=7,
                    help="retries of a failed request (backoff 0.25 s doubling to 4 s; default 7)")
     p.add_argument("--json", action="store_true", help="print the aggregate as JSON")
@@ -63,12 +64,21 @@ def run_play(args: argparse.Namespace) -> int:
 
     if args.abr not in abr.names():
         raise PlayerError(f"unknown ABR algorithm {args.abr!r}; see `abr abr-list`")
+    fixed = None
+    if args.level is not None:
+        if args.level == "top":
+            fixed = -1
+        elif args.level.isdigit():
+            fixed = int(args.level)
+        else:
+            raise PlayerError(f"--level takes 'top' or a level index, not {args.level!r}")
     traces = load_trace_list(args.trace)
     model = default(args.buffer_s)
     configs = [
         PlayConfig(url=args.url, protocol=protocol, abr=args.abr, trace=traces[i % len(traces)],
                    speed=args.speed, model=model, cmcd=not args.no_cmcd, cafile=args.cacert,
-                   insecure=args.insecure, session_id=f"p{i:03d}", max_retries=args.max_retries)
+                   insecure=args.insecure, session_id=f"p{i:03d}", max_retries=args.max_retries,
+                   fixed_level=fixed)
         for i in range(args.players)
     ]
 

@@ -74,6 +74,8 @@ class PlayConfig:
     """Do not verify the server's certificate."""
     session_id: str = ""
     """CMCD session id (default: random)."""
+    fixed_level: int | None = None
+    """Always fetch this level (-1: the top one) instead of asking the algorithm (load tests)."""
     max_retries: int = 7
     """Retries of a request that failed in transport or with a 5xx before the session gives up."""
 
@@ -259,6 +261,11 @@ class Session:
                 init, segs, durs = parse_hls_media(await self.text(audio_uri, "playlist"), audio_uri)
                 audio = Track(audio_uri, "audio", 0, init, tuple(segs), tuple(durs))
             pres = Presentation(url, "hls", tuple(tracks), audio)
+        # Init segments are a few hundred bytes: fetch them all with the manifests, so that a
+        # switch costs no extra round trip and the session clock starts at the first media request.
+        for track in (*pres.video, *([pres.audio] if pres.audio else [])):
+            if track.init_url:
+                await self.fetch(track.init_url, "init", shaped=False, level=track.id)
         counts = {len(t.segment_urls) for t in pres.video}
         if len(counts) != 1:
             raise PlayerError(f"{url}: video renditions have different segment counts {sorted(counts)}")
@@ -308,6 +315,8 @@ class Session:
             abr = abr_registry.make(cfg.abr, ctx)
         except PlayerError:
             raise
+        if cfg.fixed_level is not None and cfg.fixed_level >= video.levels:
+            raise PlayerError(f"--level {cfg.fixed_level}: the title has levels 0 to {video.levels - 1}")
         if not abr_registry.is_online(cfg.abr):
             raise PlayerError(f"{cfg.abr} is an offline algorithm (it needs the future); pick an online one")
         assert self.loop is not None
@@ -317,9 +326,8 @@ class Session:
         play = Playback(min(model.startup_threshold_s or seg_s, sum(durs)))
         self.playback = play
         kbps = [b / 1000 for b in video.bitrates_bps]
-        inits: set[int] = set()
         audio = pres.audio
-        audio_next, audio_end, audio_init = 0, 0.0, False
+        audio_next, audio_end = 0, 0.0
         prev_level: int | None = None
         records: list[SegmentRecord] = []
         abandoned = 0
@@ -327,6 +335,8 @@ class Session:
         for k in range(n):
             state = PlayerState(self.now(), k, play.buffer_s, prev_level if prev_level is not None else 0, play.playing)
             decision: Decision = abr.choose(state)
+            if cfg.fixed_level is not None:
+                decision = Decision(cfg.fixed_level % video.levels)
             level = max(0, min(video.levels - 1, decision.level))
             self.event("decision", segment=k, level=level, buffer_s=round(play.buffer_s, 3),
                        delay_s=round(decision.delay_s, 3))
@@ -340,11 +350,9 @@ class Session:
             request_t = self.now()
             while True:
                 track = pres.video[level]
-                if level not in inits and track.init_url:
-                    await self.fetch(track.init_url, "init", level=level)
-                    inits.add(level)
                 size = video.sizes_bytes[level][k]
                 check = _AbandonCheck(abr, model, k, level, size, play)
+                check.enabled = cfg.fixed_level is None
                 nxt = pres.video[level].segment_urls[k + 1] if k + 1 < n else None
                 cmcd = {"bl": _round100(play.buffer_s * 1000), "br": round(kbps[level]), "d": round(durs[k] * 1000),
                         "mtp": _round100(self.last_throughput_bps / 1000), "ot": "v", "sf": "h" if pres.kind == "hls" else "d",
@@ -371,9 +379,6 @@ class Session:
             # Audio covering this video segment, on the same connection.
             video_end = sum(durs[: k + 1])
             if audio is not None:
-                if not audio_init and audio.init_url:
-                    await self.fetch(audio.init_url, "init", level="audio")
-                    audio_init = True
                 while audio_next < len(audio.segment_urls) and (audio_end < video_end - 1e-6 or k == n - 1):
                     acmcd = {"bl": _round100(play.buffer_s * 1000), "d": round(audio.durations_s[audio_next] * 1000),
                              "ot": "a", "sid": self.sid, "st": "v", "sf": "h" if pres.kind == "hls" else "d"}
@@ -432,9 +437,10 @@ class _AbandonCheck:
         self.abr, self.model, self.segment, self.level, self.size, self.play = abr, model, segment, level, size, play
         self.next_s = model.abandon_check_s
         self.abandon_to: int | None = None
+        self.enabled = True
 
     def __call__(self, received: int, elapsed: float) -> bool:
-        if not (self.model.abandonment and self.level > 0) or elapsed < self.next_s:
+        if not (self.enabled and self.model.abandonment and self.level > 0) or elapsed < self.next_s:
             return True
         self.next_s = elapsed + self.model.abandon_check_s
         new = self.abr.check_abandon(Progress(self.segment, self.level, self.size, received, elapsed,
