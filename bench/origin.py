@@ -3,13 +3,15 @@
     .venv/bin/python bench/origin.py [--duration-s 10] [--connections 32] [--json OUT.json]
 
 Builds a title folder in a temporary directory (20 segments of 1 MiB and a ~1 KB media
-playlist), then for each server — the origin with 1 and with 2 worker processes
-(SO_REUSEPORT), and Debian's nginx with 1 and with 2 ``worker_processes`` (sendfile on,
-access log off) — runs ``wrk`` for ``--duration-s`` seconds on the segments (rotating through
-all 20) and on the playlist. Prints requests/s, MB/s (body bytes, 10^6) and the ratio
-origin/nginx at the same number of workers. nginx and wrk are installed with apt-get when
-missing. Both servers run as foreground child processes on 127.0.0.1 and are stopped at the
-end. On a shared 2-core machine wrk competes with the server for the CPU: compare the ratio.
+playlist), then, for 1 and for 2 worker processes, runs the origin (SO_REUSEPORT workers)
+and Debian's nginx (``worker_processes``, sendfile on, access log off) side by side and
+loads them with ``wrk`` over HTTP/1.1: the segments (rotating through all 20) and the
+playlist, ``--duration-s`` seconds per server and workload, alternating between the two
+servers in ``--rounds`` short rounds so that load from other jobs on a shared machine hits
+both alike (medians kept). Prints requests/s, MB/s (body bytes, 10^6), the servers' CPU
+time per request and the ratio origin/nginx at equal workers. nginx and wrk are installed
+with apt-get when missing; both servers are foreground child processes on 127.0.0.1,
+stopped at the end. On a 2-core machine wrk competes with the servers for the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -310,7 +313,13 @@ def report(results: list[Result]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration-s", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument(
+        "--duration-s",
+        type=float,
+        default=10.0,
+        help="seconds of load per server and workload (split over the rounds)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median kept)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts")
@@ -328,28 +337,51 @@ def main() -> int:
             ("manifest", [playlist], playlist_bytes),
         ]
         for workers in args.workers:
-            for server in ("origin", "nginx"):
-                context = (
-                    origin_server(media, workers)
-                    if server == "origin"
-                    else nginx_server(media, workers, tmp)
-                )
-                with context as (base, pid):
-                    for workload, paths, body_bytes in workloads:
-                        cpu_before = tree_cpu_s(pid)
-                        rps, count, errors = run_wrk(
-                            base, paths, args.duration_s, args.connections, args.threads, tmp
+            # Both servers run side by side and the measurements alternate between them in
+            # short rounds, so that load from other jobs hits both alike; medians are kept.
+            with (
+                origin_server(media, workers) as origin,
+                nginx_server(media, workers, tmp) as nginx,
+            ):
+                runs: dict[tuple[str, str], list[tuple[float, int, float]]] = {}
+                for _round in range(args.rounds):
+                    for workload, paths, _body in workloads:
+                        for server, (base, pid) in (("origin", origin), ("nginx", nginx)):
+                            cpu_before = tree_cpu_s(pid)
+                            rps, count, errors = run_wrk(
+                                base,
+                                paths,
+                                args.duration_s / args.rounds,
+                                args.connections,
+                                args.threads,
+                                tmp,
+                            )
+                            cpu_ms = 1000 * (tree_cpu_s(pid) - cpu_before) / max(count, 1)
+                            runs.setdefault((server, workload), []).append((rps, errors, cpu_ms))
+                            print(
+                                f"  {server} x{workers} {workload}: {rps:.0f} req/s",
+                                file=sys.stderr,
+                            )
+                for server in ("origin", "nginx"):
+                    for workload, _paths, body_bytes in workloads:
+                        samples = runs[(server, workload)]
+                        rps = statistics.median(r for r, _e, _c in samples)
+                        results.append(
+                            Result(
+                                server,
+                                workers,
+                                workload,
+                                rps,
+                                rps * body_bytes / 1e6,
+                                sum(e for _r, e, _c in samples),
+                                statistics.median(c for _r, _e, c in samples),
+                            )
                         )
-                        cpu_ms = 1000 * (tree_cpu_s(pid) - cpu_before) / max(count, 1)
-                        result = Result(
-                            server, workers, workload, rps, rps * body_bytes / 1e6, errors, cpu_ms
-                        )
-                        results.append(result)
-                        print(f"  {server} x{workers} {workload}: {rps:.0f} req/s", file=sys.stderr)
     print(report(results))
     load = os.getloadavg()
     print(
-        f"(wrk -t{args.threads} -c{args.connections} -d{args.duration_s:g}s per run; "
+        f"(wrk -t{args.threads} -c{args.connections}, {args.duration_s:g} s per server and "
+        f"workload in {args.rounds} alternating rounds, median; "
         f"{os.cpu_count()} CPUs; load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})"
     )
     if args.json:
