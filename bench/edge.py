@@ -234,41 +234,101 @@ def origin_media_fetches(origin: str) -> int:
     return int(total)
 
 
-async def stampede(url: str, warm_url: str, clients: int) -> tuple[list[float], list[float], int]:
-    import aiohttp
+def _read_response(sock: socket.socket) -> bytes:
+    """Read one HTTP/1.1 response with Content-Length from a blocking socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(1 << 20)
+    return head
 
-    conn = aiohttp.TCPConnector(limit=clients, force_close=False)
-    async with aiohttp.ClientSession(connector=conn) as s:
-        async def warm() -> None:
-            async with s.get(warm_url) as r:
-                await r.read()
 
-        await asyncio.gather(*[warm() for _ in range(clients)])  # open the connections
-        go = asyncio.Event()
+def stampede(host: str, port: int, path: str, warm_path: str,
+             clients: int) -> tuple[list[float], list[float], int]:
+    """``clients`` keep-alive connections, warmed up, then one request each written in a
+    tight loop (all within a few ms: a real stampede), then every response read with
+    a selector. Returns per-client TTFB (first body byte) and completion times, and the
+    number of failed responses."""
+    import selectors
 
-        async def one() -> tuple[float, float, bool]:
-            await go.wait()
-            t0 = time.perf_counter()
-            async with s.get(url) as r:
-                first = await r.content.readany()
-                t1 = time.perf_counter()
-                rest = await r.read()
-                ok = r.status == 200 and len(first) + len(rest) == SIZES["1m"]
-            return t1 - t0, time.perf_counter() - t0, ok
-
-        tasks = [asyncio.ensure_future(one()) for _ in range(clients)]
-        await asyncio.sleep(0.05)
-        go.set()
-        res = await asyncio.gather(*tasks)
-    return [r[0] for r in res], [r[1] for r in res], sum(1 for r in res if not r[2])
+    socks = []
+    for _ in range(clients):
+        s = socket.create_connection((host, port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(f"GET {warm_path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        _read_response(s)
+        socks.append(s)
+    req = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    sel = selectors.DefaultSelector()
+    state: dict[int, dict[str, object]] = {}
+    for i, s in enumerate(socks):
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i)
+        state[i] = {"buf": b"", "t0": 0.0, "ttfb": None, "len": None, "got": 0, "end": None}
+    for i, s in enumerate(socks):
+        state[i]["t0"] = time.perf_counter()
+        s.send(req)
+    remaining = clients
+    errors = 0
+    cache_tags: dict[str, int] = {}
+    deadline = time.monotonic() + 60
+    while remaining and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=1):
+            i = key.data
+            st = state[i]
+            try:
+                chunk = key.fileobj.recv(256 * 1024)  # type: ignore[union-attr]
+            except BlockingIOError:
+                continue
+            now = time.perf_counter()
+            if not chunk:
+                errors += 1
+                remaining -= 1
+                sel.unregister(key.fileobj)
+                continue
+            if st["len"] is None:
+                st["buf"] = bytes(st["buf"]) + chunk  # type: ignore[operator]
+                buf = st["buf"]
+                assert isinstance(buf, bytes)
+                if b"\r\n\r\n" not in buf:
+                    continue
+                head, _, body = buf.partition(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200"):
+                    errors += 1
+                c = re.search(rb"(?i)\nx-cache(?:-status)?:\s*([^\r]+)", head)
+                tag = c.group(1).decode() if c else "?"
+                cache_tags[tag] = cache_tags.get(tag, 0) + 1
+                m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                st["len"] = int(m.group(1)) if m else 0
+                st["got"] = len(body)
+                st["buf"] = b""
+            else:
+                st["got"] = int(st["got"]) + len(chunk)  # type: ignore[call-overload]
+            if st["ttfb"] is None and int(st["got"]) > 0:  # type: ignore[call-overload]
+                st["ttfb"] = now - float(st["t0"])  # type: ignore[arg-type]
+            if int(st["got"]) >= int(st["len"]):  # type: ignore[call-overload]
+                st["end"] = now - float(st["t0"])  # type: ignore[arg-type]
+                remaining -= 1
+                sel.unregister(key.fileobj)
+    for s in socks:
+        s.close()
+    print(f"  cache results: {cache_tags}", flush=True)
+    errors += remaining
+    ttfb = [float(st["ttfb"]) for st in state.values() if st["ttfb"] is not None]  # type: ignore[arg-type]
+    ends = [float(st["end"]) for st in state.values() if st["end"] is not None]  # type: ignore[arg-type]
+    return ttfb, ends, errors
 
 
 def run_stampede(server: str, base: str, origin: str, media: Path, clients: int) -> StampedeResult:
     name = f"new-{server}-{int(time.time() * 1000)}.m4s"
     shutil.copy(media / "bench" / "obj-1m.m4s", media / "bench" / name)
     before = origin_media_fetches(origin)
-    ttfb, total, errors = asyncio.run(stampede(f"{base}/media/bench/{name}",
-                                               f"{base}/media/bench/small.m4s", clients))
+    host, _, port = base.removeprefix("http://").rpartition(":")
+    ttfb, total, errors = stampede(host, int(port), f"/media/bench/{name}",
+                                   "/media/bench/small.m4s", clients)
     time.sleep(0.3)
     fetched = origin_media_fetches(origin) - before
     ttfb.sort()

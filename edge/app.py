@@ -66,6 +66,7 @@ _CORS_ALLOW_HEADERS = (
 )
 _CORS_EXPOSE = "X-Cache, Age, Content-Range, Content-Length, Accept-Ranges, ETag, Via"
 _PROTOCOLS = {"1.0": "h1", "1.1": "h1", "2": "h2", "3": "h3"}
+FIRST_CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -239,29 +240,61 @@ class EdgeApp:
         self.store.apply_remote_purges(now)
         hit = self.store.lookup_memory(key)
         if hit is None:
+            # Not in memory: one task per key looks at the disk tier and, if need be,
+            # fetches; every concurrent request follows it (no thundering herd on the
+            # disk tier's SQLite index either).
             flight = self.inflight.get(key)
-            if flight is not None:
-                await self._follow(ctx, flight, req_headers, collapsed=True)
-                return
-            hit = await asyncio.to_thread(self.store.lookup_disk, key)
-            if hit is not None:
-                self.store.promote(key, hit)
-        if hit is not None:
-            verdict = judge(hit.entry, now, self.cfg.policy,
-                            parse_cache_control(req_headers.get("cache-control")))
-            if verdict.action is Lookup.FRESH:
-                await self._send_stored(ctx, hit.entry, hit.body, "HIT", req_headers)
-                return
-            if verdict.action is Lookup.STALE_REVALIDATE_BACKGROUND:
-                if key not in self.inflight:
-                    self._start_fetch(key, _path_qs(path, query), hit)
-                await self._send_stored(ctx, hit.entry, hit.body, "STALE", req_headers)
-                return
+            collapsed = flight is not None
+            if flight is None:
+                flight = Inflight(key)
+                self.inflight[key] = flight
+                self._spawn(self._load(flight, _path_qs(path, query)))
+            await self._follow(ctx, flight, req_headers, collapsed=collapsed)
+            return
+        verdict = judge(hit.entry, now, self.cfg.policy,
+                        parse_cache_control(req_headers.get("cache-control")))
+        if verdict.action is Lookup.FRESH:
+            await self._send_stored(ctx, hit.entry, hit.body, "HIT", req_headers)
+            return
+        if verdict.action is Lookup.STALE_REVALIDATE_BACKGROUND:
+            if key not in self.inflight:
+                self._start_fetch(key, _path_qs(path, query), hit)
+            await self._send_stored(ctx, hit.entry, hit.body, "STALE", req_headers)
+            return
         flight = self.inflight.get(key)
         collapsed = flight is not None
         if flight is None:
             flight = self._start_fetch(key, _path_qs(path, query), hit)
         await self._follow(ctx, flight, req_headers, collapsed=collapsed)
+
+    async def _load(self, flight: Inflight, path_qs: str) -> None:
+        """Memory missed: try the disk tier, then the origin, for ``flight.key``."""
+        key = flight.key
+        try:
+            hit = await asyncio.to_thread(self.store.lookup_disk, key)
+        except Exception:  # noqa: BLE001 - a broken disk entry is a miss
+            log.exception("disk lookup failed")
+            hit = None
+        if hit is not None:
+            self.store.promote(key, hit)
+            verdict = judge(hit.entry, self.clock(), self.cfg.policy)
+            if verdict.action is not Lookup.REVALIDATE:
+                stale = verdict.action is Lookup.STALE_REVALIDATE_BACKGROUND
+                if self.inflight.get(key) is flight:
+                    del self.inflight[key]
+                flight.resolve(Head("stored", 200, entry=hit.entry, body=hit.body,
+                                    x_cache="STALE" if stale else "HIT"))
+                if stale:
+                    self._start_fetch(key, path_qs, hit)
+                return
+            await self._fetch(flight, path_qs, hit)
+            return
+        shared = SharedFetch(self.inflight_dir, key)
+        if shared.try_lock():
+            await self._fetch(flight, path_qs, None, shared)
+        else:
+            flight.remote = True
+            await self._mirror(flight, path_qs, shared)
 
     def _start_fetch(self, key: str, path_qs: str, stale: Hit | None) -> Inflight:
         """Register an in-flight fetch for ``key``. A miss (no stored copy) is also
@@ -389,15 +422,15 @@ class EdgeApp:
 
     async def _follow(self, ctx: _Ctx, flight: Inflight, req_headers: dict[str, str],
                       collapsed: bool) -> None:
-        collapsed = collapsed or flight.remote
-        if collapsed:
-            self.metrics.collapsed.labels(self.cfg.worker).inc()
-        tag = "; collapsed" if collapsed else ""
         try:
             head = await asyncio.shield(flight.head)
         except Exception:  # noqa: BLE001 - the fetch broke before any header
-            await ctx.simple(502, "origin failed\n", cache="MISS" + tag)
+            await ctx.simple(502, "origin failed\n", cache="MISS")
             return
+        collapsed = collapsed or flight.remote  # known once the head is in
+        if collapsed:
+            self.metrics.collapsed.labels(self.cfg.worker).inc()
+        tag = "; collapsed" if collapsed else ""
         if head.kind == "stored":
             assert head.entry is not None
             await self._send_stored(ctx, head.entry, head.body, head.x_cache + tag, req_headers)
@@ -486,7 +519,19 @@ class EdgeApp:
                 status = 206
                 payload = body[rng.start:rng.end + 1]
                 hs.append(("content-range", rng.content_range(len(body))))
-        await ctx.send_full(status, hs, payload)
+        if len(payload) <= FIRST_CHUNK_BYTES or ctx.scope["method"] == "HEAD":
+            await ctx.send_full(status, hs, payload)
+            return
+        # Large bodies: a first slice, a turn for the other requests, then the rest, so
+        # that a crowd of simultaneous requests all get their first bytes early (TTFB)
+        # instead of queueing behind whole-object writes.
+        hs = [h for h in hs if h[0] != "content-length"]
+        hs.append(("content-length", str(len(payload))))
+        await ctx.start(status, hs)
+        view = memoryview(payload)
+        await ctx.body(bytes(view[:FIRST_CHUNK_BYTES]), more=True)
+        await asyncio.sleep(0)
+        await ctx.body(bytes(view[FIRST_CHUNK_BYTES:]), more=False)
 
     async def _send_416(self, ctx: _Ctx, size: int, x_cache: str) -> None:
         ctx.cache = x_cache
@@ -509,22 +554,10 @@ class EdgeApp:
         async with self._prefetch_slots:
             if key in self.inflight or self.store.memory.get(key) is not None:
                 return
-            hit = await asyncio.to_thread(self.store.lookup_disk, key)
-            if hit is not None and judge(hit.entry, self.clock(), self.cfg.policy).action \
-                    is Lookup.FRESH:
-                self.store.promote(key, hit)
-                return
-            if key in self.inflight:
-                return
             self.metrics.prefetches.labels(self.cfg.worker).inc()
-            flight = self._start_fetch(key, path, hit)
-            try:
-                await asyncio.shield(flight.head)
-                while not flight.done:  # hold the slot until the body is in
-                    async for _ in flight.follow(len(flight.buf)):
-                        pass
-            except Exception:  # noqa: BLE001 - a failed prefetch is only a lost hint
-                return
+            flight = Inflight(key)
+            self.inflight[key] = flight
+            await self._load(flight, path)  # holds the slot until the body is in
 
     # --------------------------------------------------------------------- purge
     async def _purge(self, ctx: _Ctx, receive: Receive, query: str) -> None:

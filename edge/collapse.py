@@ -77,9 +77,14 @@ class Inflight:
 
     # --- reader side
     async def follow(self, start: int = 0, end: int | None = None,
-                     max_chunk: int = 1 << 20) -> AsyncIterator[bytes]:
+                     max_chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
         """Yield the body bytes ``[start, end)`` as they arrive; raises if the fetch fails
-        part-way (the reader's response is then cut short, as a proxy must)."""
+        part-way (the reader's response is then cut short, as a proxy must).
+
+        Readers take turns: after each chunk a reader yields to the event loop, so that
+        with hundreds of collapsed readers every one gets its first bytes out early
+        instead of the first reader sending the whole object before the second starts.
+        """
         pos = start
         while True:
             stop = len(self.buf) if end is None else min(end, len(self.buf))
@@ -87,6 +92,7 @@ class Inflight:
                 hi = min(stop, pos + max_chunk)
                 yield bytes(self.buf[pos:hi])
                 pos = hi
+                await asyncio.sleep(0)
                 continue
             if end is not None and pos >= end:
                 return
