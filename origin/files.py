@@ -5,7 +5,8 @@ The file is opened first and everything — the ETag, the status, the bytes sent
 that one open descriptor (``fstat``), so a title replaced or deleted while it is being served
 is answered consistently: either the old bytes with the old validators, or a 404. Files up to
 :data:`SMALL_FILE_BYTES` (manifests) are read into memory; larger ones go out with
-``loop.sendfile`` (``os.sendfile``; asyncio falls back to read/write on TLS transports).
+``os.sendfile`` (one direct non-blocking call, then ``loop.sendfile`` for what did not fit;
+asyncio falls back to read/write on TLS transports).
 
 Why not ``aiohttp.web.FileResponse``: it re-applies its own precondition and range logic,
 which answers 416 to multi-range requests, ignores entity-tag ``If-Range`` and rounds
@@ -20,6 +21,7 @@ page cache they take microseconds, less than a hop to the thread pool.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import stat
@@ -113,8 +115,39 @@ async def send_file(
             file.close()
 
 
+def _try_sendfile_now(
+    transport: asyncio.BaseTransport, file: IO[bytes], offset: int, count: int
+) -> int:
+    """One non-blocking ``os.sendfile`` straight to the socket; returns the bytes sent.
+
+    When the transport has nothing queued (the headers already left) and is plain TCP, one
+    call usually moves the whole segment into the socket buffer, as nginx does. asyncio's
+    ``loop.sendfile`` would first pause reading, register the socket for writing and build
+    futures: that machinery halved the requests per CPU-second on 1 MiB segments. Whatever
+    does not fit goes through ``loop.sendfile`` afterwards, which waits for the socket.
+    """
+    if not isinstance(transport, asyncio.WriteTransport):
+        return 0
+    if transport.get_write_buffer_size() or transport.get_extra_info("sslcontext") is not None:
+        return 0
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        return os.sendfile(sock.fileno(), file.fileno(), offset, count)
+    except (BlockingIOError, InterruptedError):
+        return 0
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK):
+            return 0  # no sendfile for this pair: loop.sendfile falls back to read/write
+        raise
+
+
 class _SendfileResponse(web.StreamResponse):
-    """Headers, then ``count`` bytes of an open file from ``offset`` with ``loop.sendfile``."""
+    """Headers, then ``count`` bytes of an open file from ``offset`` with sendfile."""
+
+    # The headers must be in the transport before the body bypasses aiohttp's writer.
+    _send_headers_immediately = True
 
     def __init__(
         self, file: IO[bytes], offset: int, count: int, *, status: int, headers: dict[str, str]
@@ -130,11 +163,17 @@ class _SendfileResponse(web.StreamResponse):
             return await super().prepare(request)
         try:
             writer = await super().prepare(request)
+            send_headers = getattr(writer, "send_headers", None)
+            if send_headers is not None:
+                send_headers()  # a no-op when they already left (aiohttp >= 3.11 API)
             transport = request.transport
             if transport is None or transport.is_closing():
                 return writer  # the client left: nothing to send to
-            loop = asyncio.get_running_loop()
-            await loop.sendfile(transport, self._file, self._offset, self._count)
+            offset, count = self._offset, self._count
+            sent = _try_sendfile_now(transport, self._file, offset, count)
+            if sent < count:
+                loop = asyncio.get_running_loop()
+                await loop.sendfile(transport, self._file, offset + sent, count - sent)
             await super().write_eof()
             return writer
         finally:  # a ConnectionError (client gone mid-body) is aiohttp's to handle: it
