@@ -319,13 +319,14 @@ def main() -> int:
         default=10.0,
         help="seconds of load per server and workload (split over the rounds)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median kept)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (median kept)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     ensure_debian_packages("nginx", "wrk")
+    per_round_s = max(1, round(args.duration_s / args.rounds))  # wrk takes whole seconds
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="abr-bench-origin-") as tmp_name:
         tmp = Path(tmp_name)
@@ -351,7 +352,7 @@ def main() -> int:
                             rps, count, errors = run_wrk(
                                 base,
                                 paths,
-                                args.duration_s / args.rounds,
+                                per_round_s,
                                 args.connections,
                                 args.threads,
                                 tmp,
@@ -380,7 +381,7 @@ def main() -> int:
     print(report(results))
     load = os.getloadavg()
     print(
-        f"(wrk -t{args.threads} -c{args.connections}, {args.duration_s:g} s per server and "
+        f"(wrk -t{args.threads} -c{args.connections}, {per_round_s * args.rounds} s per server and "
         f"workload in {args.rounds} alternating rounds, median; "
         f"{os.cpu_count()} CPUs; load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})"
     )
