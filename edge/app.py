@@ -271,7 +271,10 @@ class EdgeApp:
         """Memory missed: try the disk tier, then the origin, for ``flight.key``."""
         key = flight.key
         try:
-            hit = await asyncio.to_thread(self.store.lookup_disk, key)
+            # Inline, not in a thread: a miss is one SQLite index read (~50 µs here), a
+            # 1 MB hit ~0.4 ms of page-cache reads; a thread hop under load waits for the
+            # GIL in 5 ms switch intervals, which cost crowds of misses ~100 ms of TTFB.
+            hit = self.store.lookup_disk(key)
         except Exception:  # noqa: BLE001 - a broken disk entry is a miss
             log.exception("disk lookup failed")
             hit = None
@@ -328,7 +331,7 @@ class EdgeApp:
                     self.store.memory.put(key, Entry(head.status, head.headers, t0,
                                                      self.clock(), len(body)), body)
             elif outcome == "gone":
-                hit = await asyncio.to_thread(self.store.lookup_disk, key)
+                hit = self.store.lookup_disk(key)
                 if hit is not None:
                     self.store.promote(key, hit)
                     flight.resolve(Head("stored", 200, entry=hit.entry, body=hit.body,

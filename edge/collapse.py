@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from edge.policy import Entry, Headers
 
+FIRST_CHUNK_BYTES = 16 * 1024
+
 
 @dataclass(frozen=True)
 class Head:
@@ -86,10 +88,12 @@ class Inflight:
         instead of the first reader sending the whole object before the second starts.
         """
         pos = start
+        limit = FIRST_CHUNK_BYTES  # the first chunk is small: everyone's TTFB, then bulk
         while True:
             stop = len(self.buf) if end is None else min(end, len(self.buf))
             if pos < stop:
-                hi = min(stop, pos + max_chunk)
+                hi = min(stop, pos + limit)
+                limit = max_chunk
                 yield bytes(self.buf[pos:hi])
                 pos = hi
                 await asyncio.sleep(0)
