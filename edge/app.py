@@ -67,6 +67,7 @@ _CORS_ALLOW_HEADERS = (
 _CORS_EXPOSE = "X-Cache, Age, Content-Range, Content-Length, Accept-Ranges, ETag, Via"
 _PROTOCOLS = {"1.0": "h1", "1.1": "h1", "2": "h2", "3": "h3"}
 FIRST_CHUNK_BYTES = 64 * 1024
+CROWD_REQUESTS = 64
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class EdgeApp:
         self._tasks: set[asyncio.Task[None]] = set()
         self._prefetch_slots: asyncio.Semaphore | None = None
         self._started = False
+        self._active = 0
 
     # ------------------------------------------------------------------ lifecycle
     async def startup(self) -> None:
@@ -158,6 +160,7 @@ class EdgeApp:
             await self.startup()
         t0 = time.monotonic()
         ctx = _Ctx(scope, send)
+        self._active += 1
         try:
             await self._handle(ctx, receive)
         except Exception as exc:  # noqa: BLE001 - translate once, at the boundary
@@ -167,6 +170,7 @@ class EdgeApp:
             else:
                 ctx.cut = type(exc).__name__
         finally:
+            self._active -= 1
             self._log(ctx, time.monotonic() - t0)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -522,12 +526,13 @@ class EdgeApp:
                 status = 206
                 payload = body[rng.start:rng.end + 1]
                 hs.append(("content-range", rng.content_range(len(body))))
-        if len(payload) <= FIRST_CHUNK_BYTES or ctx.scope["method"] == "HEAD":
+        if (len(payload) <= FIRST_CHUNK_BYTES or ctx.scope["method"] == "HEAD"
+                or self._active < CROWD_REQUESTS):
             await ctx.send_full(status, hs, payload)
             return
-        # Large bodies: a first slice, a turn for the other requests, then the rest, so
-        # that a crowd of simultaneous requests all get their first bytes early (TTFB)
-        # instead of queueing behind whole-object writes.
+        # A crowd (many requests in progress) and a large body: a first slice, a turn for
+        # the other requests, then the rest, so that all of them get their first bytes
+        # early (TTFB) instead of queueing behind whole-object writes.
         hs = [h for h in hs if h[0] != "content-length"]
         hs.append(("content-length", str(len(payload))))
         await ctx.start(status, hs)
