@@ -178,7 +178,7 @@ class _SendfileResponse(web.StreamResponse):
                 await loop.sendfile(transport, self._file, offset + sent, count - sent)
             await super().write_eof()
             return writer
-        finally:  # a ConnectionError (client gone mid-body) is aiohttp's to handle: it
-            # closes that connection and logs nothing
-
+        finally:
+            # A ConnectionError (the client left mid-body) propagates to aiohttp, which
+            # closes that connection without logging an error.
             self._file.close()
