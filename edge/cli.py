@@ -50,6 +50,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quic-datagram", type=int, default=1350, metavar="BYTES",
                    help="largest QUIC datagram the edge sends (default 1350; at most the "
                         "peer's max_udp_payload_size is used)")
+    p.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "auto"],
+                   help="event loop (default asyncio; uvloop if installed; auto picks uvloop "
+                        "when installed)")
     p.add_argument("--access-log", default="-",
                    help='JSON access log: "-" stderr (default), a file, or "off"')
     p.set_defaults(handler=_run)
@@ -95,7 +98,7 @@ def build_config(args: argparse.Namespace) -> Any:
         http_port=None if args.http_port < 0 else args.http_port,
         certfile=args.cert, keyfile=args.key, workers=args.workers,
         header_timeout_s=args.header_timeout,
-        quic_max_datagram_bytes=args.quic_datagram,
+        quic_max_datagram_bytes=args.quic_datagram, event_loop=args.loop,
         access_log=None if args.access_log == "off" else args.access_log,
     )
 
