@@ -142,14 +142,13 @@ async def _batched_send_data(self: Any, stream_id: int) -> None:
         data = await buffer.pop(budget)
         if data:
             send_data_frames(self.connection, stream_id, data)
-            await self._flush()
         else:
             self.priority.block(stream_id)
         if buffer.complete:
             self.connection.end_stream(stream_id)
-            await self._flush()
             del self.stream_buffers[stream_id]
             self.priority.remove_stream(stream_id)
+        await self._flush()  # one TLS write for the data and the end of the stream
     except (h2.exceptions.StreamClosedError, KeyError, h2.exceptions.ProtocolError):
         buf = self.stream_buffers.get(stream_id)
         if buf is not None:
