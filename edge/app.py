@@ -35,6 +35,7 @@ from edge.policy import (
     RangeNotSatisfiable,
     cache_key,
     clean_headers,
+    current_age_s,
     header,
     judge,
     may_serve_stale_on_error,
@@ -501,14 +502,17 @@ class EdgeApp:
 
     async def _send_stored(self, ctx: _Ctx, entry: Entry, body: bytes, x_cache: str,
                            req_headers: dict[str, str]) -> None:
-        from edge.policy import current_age_s
-
-        hs = list(output_headers(entry))
-        hs += [("age", str(int(current_age_s(entry, self.clock())))), ("x-cache", x_cache),
-               ("via", self._via(ctx))]
-        _cors(hs)
+        fixed = entry.__dict__.get("_out_headers")
+        if fixed is None:  # the entry's own headers, computed once per stored response
+            fixed = list(output_headers(entry))
+            _cors(fixed)
+            entry.__dict__["_out_headers"] = fixed
+        hs = [*fixed, ("age", str(int(current_age_s(entry, self.clock())))),
+              ("x-cache", x_cache), ("via", self._via(ctx))]
         ctx.cache = x_cache
-        if entry.status == 200 and not_modified_for(entry, req_headers):
+        if entry.status == 200 and ("if-none-match" in req_headers
+                                    or "if-modified-since" in req_headers) \
+                and not_modified_for(entry, req_headers):
             keep = {"etag", "last-modified", "cache-control", "expires", "vary"}
             await ctx.send_full(304, [h for h in hs if h[0] in keep or h[0] in
                                       {"age", "x-cache", "via"} or h[0].startswith("access-control")],

@@ -7,6 +7,8 @@ the README: every scrape reaches one worker picked by the kernel's SO_REUSEPORT 
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -42,16 +44,24 @@ class EdgeMetrics:
             "edge_cache_bytes", "Bytes held per cache tier", ["tier", "worker"], registry=r)
         self._hits = 0
         self._lookups = 0
+        self._ratio = self.hit_ratio.labels(worker)
+        self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
 
     def observe_request(self, protocol: str, status: int, cache: str, body_bytes: int) -> None:
-        self.requests.labels(protocol, str(status), cache, self.worker).inc()
+        key = (protocol, status, cache)
+        child = self._children.get(key)
+        if child is None:  # labels() costs a lock and a tuple per call: keep the children
+            child = self._children[key] = (
+                self.requests.labels(protocol, str(status), cache, self.worker),
+                self.bytes_out.labels(protocol, self.worker))
+        child[0].inc()
         if body_bytes:
-            self.bytes_out.labels(protocol, self.worker).inc(body_bytes)
+            child[1].inc(body_bytes)
         if cache != "NONE":
             self._lookups += 1
             if cache.split(";")[0] in ("HIT", "STALE", "REVALIDATED"):
                 self._hits += 1
-            self.hit_ratio.labels(self.worker).set(self._hits / self._lookups)
+            self._ratio.set(self._hits / self._lookups)
 
     def observe_fetch(self, origin: str, outcome: str, seconds: float) -> None:
         self.origin_fetches.labels(origin, outcome, self.worker).inc()

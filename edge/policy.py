@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import cached_property
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 # Response header names are lower-case everywhere in the edge.
@@ -35,6 +36,9 @@ HOP_BY_HOP = frozenset(
 NEGATIVE_STATUSES = frozenset({404, 410})
 
 
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9/_.~-]*")
+
+
 class PathRejected(ValueError):
     """A request path the edge refuses (dot segments, control bytes, hidden names)."""
 
@@ -48,6 +52,8 @@ def normalise_path(raw_path: str) -> str:
     control characters, and segments starting with ``.`` (the encoder's ``.tmp-*``
     folders) are refused rather than resolved, so no spelling of a path can escape.
     """
+    if _PLAIN_PATH.fullmatch(raw_path) and "/." not in raw_path and "//" not in raw_path:
+        return raw_path  # the common case: nothing to decode or refuse
     if not raw_path.startswith("/"):
         raise PathRejected("path must start with /")
     decoded = unquote(raw_path, errors="strict")
@@ -158,18 +164,27 @@ class Entry:
     body_id: str = ""
     """Name of the stored body in the disk tier (changes when the body changes)."""
 
-    # --- derived views
-    @property
+    # --- derived views (computed once per entry: a hit must be cheap)
+    @cached_property
     def cc(self) -> dict[str, str | None]:
         return parse_cache_control(header(self.headers, "cache-control"))
 
-    @property
+    @cached_property
     def etag(self) -> str | None:
         return header(self.headers, "etag")
 
-    @property
+    @cached_property
     def last_modified(self) -> str | None:
         return header(self.headers, "last-modified")
+
+    @cached_property
+    def initial_age_s(self) -> float:
+        """RFC 9111 §4.2.3 ``corrected_initial_age``."""
+        age_value = _seconds({"a": header(self.headers, "age-in")}, "a") or 0.0
+        date = http_date_s(header(self.headers, "date"))
+        apparent_age = max(0.0, self.response_time_s - date) if date is not None else 0.0
+        response_delay = max(0.0, self.response_time_s - self.request_time_s)
+        return max(apparent_age, age_value + response_delay)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -226,6 +241,13 @@ def storable(method: str, status: int, headers: Headers) -> bool:
 def freshness_lifetime_s(entry: Entry, cfg: PolicyConfig) -> float:
     """RFC 9111 §4.2.1 for a shared cache: s-maxage, then max-age, then Expires - Date,
     then a heuristic (§4.2.2); negative entries are capped at ``negative_ttl_s``."""
+    memo = entry.__dict__.setdefault("_lifetimes", {})
+    if cfg not in memo:
+        memo[cfg] = _freshness_lifetime_s(entry, cfg)
+    return float(memo[cfg])
+
+
+def _freshness_lifetime_s(entry: Entry, cfg: PolicyConfig) -> float:
     cc = entry.cc
     lifetime: float | None = _seconds(cc, "s-maxage")
     if lifetime is None:
@@ -250,12 +272,7 @@ def freshness_lifetime_s(entry: Entry, cfg: PolicyConfig) -> float:
 
 def current_age_s(entry: Entry, now_s: float) -> float:
     """RFC 9111 §4.2.3 age calculation."""
-    age_value = _seconds({"a": header(entry.headers, "age-in")}, "a") or 0.0
-    date = http_date_s(header(entry.headers, "date"))
-    apparent_age = max(0.0, entry.response_time_s - date) if date is not None else 0.0
-    response_delay = max(0.0, entry.response_time_s - entry.request_time_s)
-    corrected_initial_age = max(apparent_age, age_value + response_delay)
-    return corrected_initial_age + max(0.0, now_s - entry.response_time_s)
+    return entry.initial_age_s + max(0.0, now_s - entry.response_time_s)
 
 
 class Lookup(enum.Enum):
