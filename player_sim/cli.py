@@ -25,6 +25,8 @@ def register(subparsers: Any) -> None:
                    "or sabre movie JSON (default: the bundled Envivio sizes)")
     p.add_argument("--traces", nargs="+", help="trace files or folders: Pensieve cooked, sabre JSON, Mahimahi "
                    "(default: the bundled sample traces)")
+    p.add_argument("--every", type=int, default=1, metavar="K",
+                   help="use every K-th trace file (sorted by name, from the first), e.g. 3 for Pensieve's subset")
     p.add_argument("--abr", default="all", help="comma-separated algorithm names, or all (default: all)")
     p.add_argument("--model", default="default", choices=["default", "pensieve"], help="simulation model (default: default)")
     p.add_argument("--buffer-s", type=float, default=60.0, help="maximum buffer, seconds (default 60)")
@@ -64,7 +66,9 @@ def run_sim(args: argparse.Namespace) -> int:
     names = abr.parse_names(args.abr)
     video = load_video(args.video or str(DATA_DIR / "videos" / "envivio"), Path(args.media))
     trace_paths = [Path(t) for t in args.traces] if args.traces else [DATA_DIR / "traces" / "fcc", DATA_DIR / "traces" / "hsdpa"]
-    traces = load_traces(trace_paths)
+    if args.every < 1:
+        raise PlayerError("--every must be 1 or more")
+    traces = load_traces(trace_paths)[:: args.every]
     m = model.by_name(args.model, args.buffer_s)
     jobs = args.jobs or os.cpu_count() or 1
     progress = sweep.Progress(len(names) * len(traces), enabled=not args.quiet)

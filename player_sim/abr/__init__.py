@@ -1,6 +1,6 @@
 """ABR algorithms by name (importing this package registers them all)."""
 
-from player_sim.abr import bb, bola, dynamic, mpc, optimal, ours, throughput  # noqa: F401  (registration)
+from player_sim.abr import bb, bola, dynamic, marathon, mpc, optimal, throughput  # noqa: F401  (registration)
 from player_sim.abr.base import (
     Abr,
     AbrContext,

@@ -174,7 +174,7 @@ def register_factory(name: str, reference: str, factory: Factory, online: bool =
 
 
 # How tables list the algorithms: the classics by family, ours, then the offline bound.
-DISPLAY_ORDER = ("throughput", "bb", "bola", "bola-e", "dynamic", "robustmpc", "robustmpc-fixed", "ours", "optimal")
+DISPLAY_ORDER = ("throughput", "bb", "bola", "bola-e", "dynamic", "robustmpc", "robustmpc-fixed", "marathon", "optimal")
 
 
 def names() -> list[str]:
