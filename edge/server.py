@@ -93,6 +93,7 @@ def apply_tuning(quic_max_datagram_bytes: int = 1350) -> None:
     _patched = True
     import hypercorn.asyncio.run as hrun
     import hypercorn.protocol.h2 as hh2
+    import hypercorn.protocol.h11 as hh11
     import hypercorn.protocol.quic as hquic
     from hypercorn.asyncio.udp_server import UDPServer
 
@@ -126,6 +127,7 @@ def apply_tuning(quic_max_datagram_bytes: int = 1350) -> None:
                                                   params.max_udp_payload_size)
 
     hquic.QuicConnection = ClampedQuicConnection  # type: ignore[misc]
+    hh11.H11Protocol._send_h11_event = _coalesced_send_h11_event  # type: ignore[method-assign]
     hquic.QuicProtocol = TunedQuicProtocol  # type: ignore[misc]
     hrun.UDPServer = TunedUDPServer  # type: ignore[misc]
     hh2.H2Protocol._send_data = _batched_send_data  # type: ignore[method-assign]
@@ -156,6 +158,37 @@ async def _batched_send_data(self: Any, stream_id: int) -> None:
             del self.stream_buffers[stream_id]
         with contextlib.suppress(Exception):
             self.priority.remove_stream(stream_id)
+
+
+COALESCE_BYTES = 128 * 1024
+
+
+async def _coalesced_send_h11_event(self: Any, event: Any) -> None:
+    """hypercorn's ``H11Protocol._send_h11_event``, holding a response head back until
+    the first body bytes so that both leave in one write (one syscall, one packet) when
+    the first chunk is small: halves the writes of a crowd's first bytes and of 100 KB
+    hits."""
+    import h11
+    from hypercorn.events import RawData
+
+    pending = self.__dict__.pop("_abr_head", None)
+    try:
+        data = self.connection.send(event)
+    except h11.LocalProtocolError:
+        if pending is not None:
+            await self.send(RawData(data=pending))
+        if self.connection.their_state != h11.ERROR:
+            raise
+        return
+    if type(event) is h11.Response and pending is None:
+        self.__dict__["_abr_head"] = data
+        return
+    if pending is not None:
+        if len(data) <= COALESCE_BYTES:
+            data = pending + data
+        else:
+            await self.send(RawData(data=pending))
+    await self.send(RawData(data=data))
 
 
 def send_data_frames(conn: Any, stream_id: int, data: bytes) -> None:
