@@ -113,6 +113,7 @@ class EdgeApp:
         self.inflight_dir.mkdir(parents=True, exist_ok=True)
         self._tasks: set[asyncio.Task[None]] = set()
         self._prefetch_slots: asyncio.Semaphore | None = None
+        self._prefetching: set[str] = set()
         self._started = False
         self._active = 0
 
@@ -234,9 +235,9 @@ class EdgeApp:
             return
         key = cache_key(path, query)
         req_headers = ctx.headers
-        await self._serve_object(ctx, key, path, query, req_headers)
         if method == "GET" and path.startswith("/media/"):
-            self._prefetch(path, query, req_headers)
+            self._prefetch(path, query, req_headers)  # runs alongside this request
+        await self._serve_object(ctx, key, path, query, req_headers)
 
     # --------------------------------------------------------------------- cache
     async def _serve_object(self, ctx: _Ctx, key: str, path: str, query: str,
@@ -557,19 +558,23 @@ class EdgeApp:
     def _prefetch(self, path: str, query: str, req_headers: dict[str, str]) -> None:
         for target in prefetch_choice(path, query, req_headers, self.cfg.prefetch_k):
             key = cache_key(target, "")
-            if key in self.inflight or self.store.memory.get(key) is not None:
+            if key in self.inflight or key in self._prefetching or key in self.store.memory.index:
                 continue
+            self._prefetching.add(key)
             self._spawn(self._prefetch_one(key, target))
 
     async def _prefetch_one(self, key: str, path: str) -> None:
         assert self._prefetch_slots is not None
-        async with self._prefetch_slots:
-            if key in self.inflight or self.store.memory.get(key) is not None:
-                return
-            self.metrics.prefetches.labels(self.cfg.worker).inc()
-            flight = Inflight(key)
-            self.inflight[key] = flight
-            await self._load(flight, path)  # holds the slot until the body is in
+        try:
+            async with self._prefetch_slots:
+                if key in self.inflight or key in self.store.memory.index:
+                    return
+                self.metrics.prefetches.labels(self.cfg.worker).inc()
+                flight = Inflight(key)
+                self.inflight[key] = flight
+                await self._load(flight, path)  # holds the slot until the body is in
+        finally:
+            self._prefetching.discard(key)
 
     # --------------------------------------------------------------------- purge
     async def _purge(self, ctx: _Ctx, receive: Receive, query: str) -> None:
