@@ -131,6 +131,7 @@ def apply_tuning(quic_max_datagram_bytes: int = 1350) -> None:
     hquic.QuicProtocol = TunedQuicProtocol  # type: ignore[misc]
     hrun.UDPServer = TunedUDPServer  # type: ignore[misc]
     hh2.H2Protocol._send_data = _batched_send_data  # type: ignore[method-assign]
+    hh2.StreamBuffer = ChunkStreamBuffer  # type: ignore[misc,assignment]
 
 
 async def _batched_send_data(self: Any, stream_id: int) -> None:
@@ -158,6 +159,76 @@ async def _batched_send_data(self: Any, stream_id: int) -> None:
             del self.stream_buffers[stream_id]
         with contextlib.suppress(Exception):
             self.priority.remove_stream(stream_id)
+
+
+class ChunkStreamBuffer:
+    """hypercorn's HTTP/2 ``StreamBuffer`` keeping the app's chunks as they are: a
+    popped chunk that fits is handed on without the bytearray copy-in and copy-out (two
+    copies of every body byte in hypercorn's version). Same interface and
+    flow control: the app's ``push`` waits while 32 KiB or more are queued, and resumes
+    once a ``pop`` leaves less than 16 KiB."""
+
+    HIGH_WATER = 2 * 2**14
+    LOW_WATER = 2**14
+
+    def __init__(self, event_class: Any) -> None:
+        from collections import deque
+
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._complete = False
+        self._is_empty = event_class()
+        self._paused = event_class()
+
+    async def drain(self) -> None:
+        await self._is_empty.wait()
+
+    def set_complete(self) -> None:
+        self._complete = True
+
+    async def close(self) -> None:
+        self._complete = True
+        self._chunks.clear()
+        self._size = 0
+        await self._is_empty.set()
+        await self._paused.set()
+
+    @property
+    def complete(self) -> bool:
+        return self._complete and self._size == 0
+
+    async def push(self, data: bytes) -> None:
+        from hypercorn.protocol.h2 import BufferCompleteError
+
+        if self._complete:
+            raise BufferCompleteError()
+        if data:
+            self._chunks.append(bytes(data))
+            self._size += len(data)
+        await self._is_empty.clear()
+        if self._size >= self.HIGH_WATER:
+            await self._paused.wait()
+            await self._paused.clear()
+
+    async def pop(self, max_length: int) -> bytes:
+        parts: list[bytes] = []
+        taken = 0
+        while self._chunks and taken < max_length:
+            chunk = self._chunks[0]
+            room = max_length - taken
+            if len(chunk) <= room:
+                parts.append(self._chunks.popleft())
+                taken += len(chunk)
+            else:
+                parts.append(chunk[:room])
+                self._chunks[0] = chunk[room:]
+                taken += room
+        self._size -= taken
+        if self._size < self.LOW_WATER:
+            await self._paused.set()
+        if self._size == 0:
+            await self._is_empty.set()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 COALESCE_BYTES = 128 * 1024
@@ -214,12 +285,11 @@ def send_data_frames(conn: Any, stream_id: int, data: bytes) -> None:
     conn.outbound_flow_control_window -= n
     sid = struct.pack(">I", stream_id & 0x7FFFFFFF)
     mv = memoryview(data)
-    parts: list[bytes | memoryview] = []
+    out = conn._data_to_send  # noqa: SLF001 - h2's outgoing bytearray
     for i in range(0, n, frame):
         chunk = mv[i:i + frame]
-        parts.append(struct.pack(">I", len(chunk))[1:] + b"\x00\x00" + sid)  # len, DATA, flags
-        parts.append(chunk)
-    conn._data_to_send += b"".join(parts)  # noqa: SLF001
+        out += struct.pack(">I", len(chunk))[1:] + b"\x00\x00" + sid  # length, DATA, flags
+        out += chunk
 
 
 # ------------------------------------------------------------------ sockets
