@@ -7,11 +7,11 @@ throughputs, and prices the one risk a short plan never sees:
 1. **Scenarios, not a point estimate.** The last 5 transfer throughputs (size over time
    to last byte minus the request latency), weighted 0.9 per segment of age, are equally
    plausible next throughputs. While fewer than 4 are known, pessimistic pseudo-samples
-   (half the smallest seen) stand in for the missing ones. A *dip* scenario, the smallest
-   throughput of the last 20 segments, gets weight 0.1: on a steady link it costs nothing,
+   (0.8 of the smallest seen) stand in for the missing ones. A *dip* scenario, the smallest
+   throughput of the last 20 segments, gets weight 0.08: on a steady link it costs nothing,
    on a volatile one it keeps a cushion.
 2. **Outage-aware rebuffering.** Any download may meet an outage of 10 s with probability
-   0.03; the expected extra stall, 0.03 * (max(d + 10 - b, 0) - max(d - b, 0)), is charged
+   0.02; the expected extra stall, 0.02 * (max(d + 10 - b, 0) - max(d - b, 0)), is charged
    at every step. It is zero once the buffer ``b`` covers the download ``d`` plus the outage,
    so it acts as a buffer-dependent safety margin rather than a throughput discount.
 3. **The whole horizon.** A backward DP over (level, buffer on a 1-s grid) from the last
@@ -46,13 +46,13 @@ class MarathonConfig:
     """Weight factor per segment of age."""
     pad_to: int = 4
     """Pseudo-samples fill the scenario set up to this many while the session is young."""
-    pad_factor: float = 0.5
+    pad_factor: float = 0.8
     """Pseudo-samples are this fraction of the smallest throughput seen."""
     dip_window: int = 20
     """The dip scenario is the smallest throughput of this many recent segments."""
-    dip_weight: float = 0.1
+    dip_weight: float = 0.08
     """Probability of the dip scenario."""
-    outage_p: float = 0.03
+    outage_p: float = 0.02
     """Probability that a download meets an outage."""
     outage_s: float = 10.0
     """Length of that outage, seconds."""
