@@ -452,9 +452,12 @@ class EdgeApp:
             flight = self._start_fetch_uncollapsed(flight.key, ctx)
             await self._follow(ctx, flight, req_headers, collapsed=False)
             return
-        hs = list(output_headers(Entry(head.status, head.headers, 0, 0, 0)))
-        hs += [("age", "0"), ("x-cache", "MISS" + tag), ("via", self._via(ctx))]
-        _cors(hs)
+        base = flight.out_headers
+        if base is None:  # once per fetch, not once per collapsed reader
+            base = list(output_headers(Entry(head.status, head.headers, 0, 0, 0)))
+            _cors(base)
+            flight.out_headers = base
+        hs = [*base, ("age", "0"), ("x-cache", "MISS" + tag), ("via", self._via(ctx))]
         start, end, status = 0, None, head.status
         if head.status == 200 and head.content_length is not None:
             hs.append(("accept-ranges", "bytes"))

@@ -48,6 +48,8 @@ class Inflight:
         self._changed = asyncio.Event()
         self.remote = False
         """True when another worker process fetches and this one mirrors it."""
+        self.out_headers: list[tuple[str, str]] | None = None
+        """Response headers shared by every reader (computed by the first one)."""
 
     # --- writer side (the fetch task)
     def resolve(self, head: Head) -> None:
