@@ -352,8 +352,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     ap.add_argument("--h2-connections", type=int, default=8)
     ap.add_argument("--h2-streams", type=int, default=8)
-    ap.add_argument("--h3-connections", type=int, default=8)
-    ap.add_argument("--h3-streams", type=int, default=8)
+    ap.add_argument("--h3-connections", type=int, default=4)
+    ap.add_argument("--h3-streams", type=int, default=16)
     ap.add_argument("--quic-datagram", type=int, default=16000,
                     help="edge and h3 client QUIC datagram size (default 16000: loopback)")
     ap.add_argument("--clients", type=int, default=200, help="stampede clients (default 200)")
