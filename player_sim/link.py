@@ -11,6 +11,7 @@ first pass the trace restarts at time 0, so the first period of every later pass
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
 
 import numpy as np
 
@@ -38,15 +39,12 @@ class Link:
 
     def _extend(self) -> None:
         durations = self.trace.durations_s if self._passes == 0 else self._later_durations
-        t, b = self.times_s[-1], self.bytes[-1]
-        for d, r in zip(durations, self._rates, strict=True):
-            if d <= 0:
-                continue
-            t += d
-            b += r * d
-            self.times_s.append(t)
-            self.bytes.append(b)
-            self.rates_bytes_s.append(r)
+        kept = [(d, r) for d, r in zip(durations, self._rates, strict=True) if d > 0]
+        self.times_s.extend(accumulate((d for d, _ in kept), initial=self.times_s[-1]))
+        self.bytes.extend(accumulate((d * r for d, r in kept), initial=self.bytes[-1]))
+        # accumulate repeats the initial value: drop the duplicated knots
+        del self.times_s[-len(kept) - 1], self.bytes[-len(kept) - 1]
+        self.rates_bytes_s.extend(r for _, r in kept)
         self._passes += 1
 
     def bytes_at(self, t_s: float) -> float:

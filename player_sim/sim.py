@@ -14,7 +14,14 @@ from player_sim.abr.base import AbrContext, Decision, Download, PlayerState, Pro
 from player_sim.link import Link
 from player_sim.model import Model
 from player_sim.playback import Playback
-from player_sim.qoe import SegmentRecord, SessionResult, reward, summarise
+from player_sim.qoe import (
+    REBUFFER_PENALTY,
+    SMOOTH_PENALTY,
+    SegmentRecord,
+    SessionResult,
+    reward,
+    summarise,
+)
 from player_sim.traces import Trace
 from player_sim.video import Video
 
@@ -108,9 +115,11 @@ def _run_pensieve(video: Video, trace: Trace, abr: abr_registry.Abr, link: Link,
             buffer_s -= sleep
             t += sleep
         clock += delay + sleep
-        r = reward(kbps[level], prev_kbps, rebuf)
-        records.append(SegmentRecord(k, level, kbps[level], rebuf, buffer_s, clock, delay, r))
-        prev_kbps = kbps[level]
+        rate = kbps[level]
+        # QoE_lin, inlined from qoe.reward for speed
+        r = rate / 1000 - REBUFFER_PENALTY * rebuf - SMOOTH_PENALTY * abs(rate - prev_kbps) / 1000
+        records.append(SegmentRecord(k, level, rate, rebuf, buffer_s, clock, delay, r))
+        prev_kbps = rate
         abr.report_download(Download(k, level, size, delay, buffer_s, latency_s=rtt))
         if k + 1 < n:
             level = abr.choose(PlayerState(clock, k + 1, buffer_s, level)).level
@@ -174,7 +183,5 @@ def _run_default(video: Video, trace: Trace, abr: abr_registry.Abr, link: Link, 
         abr.report_download(Download(k, level, size, t - request_t, play.buffer_s, latency_s=latency))
         prev_level = level
     startup = play.startup_s or 0.0
-    from player_sim.qoe import REBUFFER_PENALTY
-
     return summarise(abr.name, trace.name, records, model.skip_first_in_score, startup_s=startup,
                      abandoned=abandoned, extra_penalty=REBUFFER_PENALTY * startup)

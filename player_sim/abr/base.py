@@ -1,5 +1,9 @@
 """The ABR interface and registry (pure: no I/O, no globals, no clock).
 
+The per-segment messages (:class:`PlayerState`, :class:`Decision`, :class:`Download`,
+:class:`Progress`) are immutable named tuples rather than frozen dataclasses: a sweep
+builds millions of them, and a named tuple is built 2-3x faster.
+
 The shape follows sabre (Spiteri et al., UMass-LIDS/sabre): an algorithm object is made
 per session, is asked for a level before each segment (:meth:`Abr.choose`), is told about
 every finished download (:meth:`Abr.report_download`) and may abandon a download in
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from player_sim.errors import PlayerError
 from player_sim.video import Video
@@ -35,8 +39,7 @@ class AbrContext:
     """For offline algorithms only: the future (``player_sim.sim.Oracle``); None for a real player."""
 
 
-@dataclass(frozen=True)
-class PlayerState:
+class PlayerState(NamedTuple):
     """The player's state when a decision is due."""
 
     now_s: float
@@ -51,8 +54,7 @@ class PlayerState:
     """Whether playback has started and is not stalled."""
 
 
-@dataclass(frozen=True)
-class Download:
+class Download(NamedTuple):
     """A finished (or abandoned) segment download."""
 
     segment: int
@@ -76,8 +78,7 @@ class Download:
         return self.size_bytes * 8 / self.time_s if self.time_s > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class Progress:
+class Progress(NamedTuple):
     """A download in progress, offered to :meth:`Abr.check_abandon`."""
 
     segment: int
@@ -94,8 +95,7 @@ class Progress:
     """Buffer level now, seconds."""
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """An algorithm's answer: which level, and how long to wait before requesting it."""
 
     level: int
