@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--csv", type=Path, help="write one row per session to this file")
     p.add_argument("--plots", type=Path, help="write PNG plots into this folder")
+    p.add_argument("--plot-traces", help="comma-separated trace file names to plot over time (default: the first 3)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (0: all cores; default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run_sim)
@@ -69,6 +70,10 @@ def run_sim(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise PlayerError("--every must be 1 or more")
     traces = load_traces(trace_paths)[:: args.every]
+    if args.plot_traces:
+        missing = set(t.strip() for t in args.plot_traces.split(",")) - {t.name for t in traces}
+        if missing:
+            raise PlayerError(f"--plot-traces names traces that are not in the sweep: {', '.join(sorted(missing))}")
     m = model.by_name(args.model, args.buffer_s)
     jobs = args.jobs or os.cpu_count() or 1
     progress = sweep.Progress(len(names) * len(traces), enabled=not args.quiet)
@@ -87,6 +92,7 @@ def run_sim(args: argparse.Namespace) -> int:
     if args.csv:
         report.write_csv(results, args.csv)
     if args.plots:
-        for path in report.write_plots(results, args.plots):
+        chosen = [t.strip() for t in args.plot_traces.split(",")] if args.plot_traces else None
+        for path in report.write_plots(results, args.plots, chosen):
             print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -56,8 +56,8 @@ def write_csv(results: dict[str, list[SessionResult]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def write_plots(results: dict[str, list[SessionResult]], out_dir: Path, sessions: int = 3) -> list[Path]:
-    """QoE CDF per algorithm and bitrate / buffer over time for the first ``sessions`` traces."""
+def write_plots(results: dict[str, list[SessionResult]], out_dir: Path, traces: list[str] | None = None) -> list[Path]:
+    """QoE CDF per algorithm and bitrate / buffer over time for the named traces (default: the first 3)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,7 +79,9 @@ def write_plots(results: dict[str, list[SessionResult]], out_dir: Path, sessions
     plt.close(fig)
     written.append(path)
     first = next(iter(results.values()))
-    for i in range(min(sessions, len(first))):
+    names = [s.trace for s in first]
+    chosen = [names.index(t) for t in traces] if traces else list(range(min(3, len(first))))
+    for i in chosen:
         fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
         for name, ss in results.items():
             recs = ss[i].records

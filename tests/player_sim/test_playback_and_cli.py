@@ -82,3 +82,15 @@ def test_cli_table_and_abr_list(capsys):
     assert main(["abr-list"]) == 0
     out = capsys.readouterr().out
     assert "SIGCOMM 2014" in out and "[offline]" in out and "robustmpc-fixed" in out
+
+
+def test_cli_plots_chosen_traces(tmp_path, capsys):
+    from player_sim.cli import DATA_DIR
+
+    name = sorted(p.name for p in (DATA_DIR / "traces" / "hsdpa").iterdir())[1]
+    assert main(["sim", "--quiet", "--abr", "bb", "--model", "pensieve", "--traces", str(DATA_DIR / "traces" / "hsdpa"),
+                 "--plots", str(tmp_path), "--plot-traces", name]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qoe_cdf.png", "session_001.png"]
+    capsys.readouterr()
+    assert main(["sim", "--quiet", "--abr", "bb", "--plots", str(tmp_path), "--plot-traces", "nope"]) == 1
+    assert "not in the sweep: nope" in capsys.readouterr().err
