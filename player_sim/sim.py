@@ -7,6 +7,7 @@ This is a shell around the pure parts (:mod:`player_sim.link`, :mod:`player_sim.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from player_sim import abr as abr_registry
@@ -24,6 +25,9 @@ from player_sim.qoe import (
 )
 from player_sim.traces import Trace
 from player_sim.video import Video
+
+WARMUP_SESSIONS = 3
+"""Sessions replayed before a block of a split sweep (see :func:`run_sessions`)."""
 
 
 @dataclass(frozen=True)
@@ -68,22 +72,25 @@ def _session(video: Video, trace: Trace, algorithm: str, model: Model, carried: 
 
 
 def run_sessions(video: Video, traces: list[Trace], algorithm: str, model: Model,
-                 warmup: Trace | None = None) -> list[SessionResult]:
+                 warmup: list[Trace] | None = None,
+                 on_each: Callable[[SessionResult], None] | None = None) -> list[SessionResult]:
     """Simulate one session per trace, in order, as a reference sweep does.
 
-    An algorithm may hand state to the next session (:meth:`Abr.handover`); ``warmup`` is
-    the trace before the first one, replayed (and not reported) so that a sweep split into
-    blocks gives exactly the results of one sequential sweep.
+    An algorithm may hand state to the next session (:meth:`Abr.handover`); ``warmup`` are
+    the traces before the first one, replayed (and not reported) so that a sweep split
+    into blocks nearly reproduces a sequential sweep (robustMPC's carried errors in the
+    pensieve model mostly forget a session within a few; :data:`WARMUP_SESSIONS` are
+    replayed). ``on_each`` is called with every result as it is made (progress bars).
     """
     carried: object = None
-    if warmup is not None:
-        carried = _session(video, warmup, algorithm, model, None)[1]
-        # The warm-up starts afresh, so its own first decisions may differ from a sequential
-        # sweep's; what it hands over (robustMPC: the last 5 errors) rarely does.
+    for trace in warmup or []:
+        carried = _session(video, trace, algorithm, model, carried)[1]
     results = []
     for trace in traces:
         result, carried = _session(video, trace, algorithm, model, carried)
         results.append(result)
+        if on_each is not None:
+            on_each(result)
     return results
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from player_sim.model import Model
 from player_sim.qoe import SessionResult
-from player_sim.sim import run_sessions
+from player_sim.sim import WARMUP_SESSIONS, run_sessions
 from player_sim.traces import Trace
 from player_sim.video import Video
 
@@ -32,23 +32,24 @@ def _init(video: Video, traces: list[Trace], model: Model) -> None:
 def _run_block(task: Task) -> tuple[Task, list[SessionResult]]:
     algorithm, lo, hi = task
     traces: list[Trace] = _WORKER["traces"]  # type: ignore[assignment]
-    warmup = traces[lo - 1] if lo > 0 else None
+    warmup = traces[max(0, lo - WARMUP_SESSIONS) : lo]
     return task, run_sessions(_WORKER["video"], traces[lo:hi], algorithm, _WORKER["model"], warmup)  # type: ignore[arg-type]
 
 
 def run_sweep(video: Video, traces: list[Trace], algorithms: list[str], model: Model, jobs: int = 1,
               on_progress: Callable[[str, int], None] | None = None) -> dict[str, list[SessionResult]]:
-    """Results per algorithm, one per trace in trace order (same figures for any ``jobs``)."""
+    """Results per algorithm, one per trace in trace order.
+
+    ``jobs=1`` is exactly a sequential sweep. With more jobs the traces are split into
+    blocks; only an algorithm that carries state across sessions (robustMPC in the
+    pensieve model) can then differ, in a few sessions at block boundaries.
+    """
     out: dict[str, list[SessionResult]] = {}
     if jobs <= 1:
+        # one sequential pass per algorithm: exactly the reference scripts' sweep
         for algorithm in algorithms:
-            results: list[SessionResult] = []
-            # blocks of 16 keep the progress bar moving; the warm-up keeps results identical
-            for lo, hi in _blocks(len(traces), max(1, len(traces) // 16)):
-                results.extend(run_sessions(video, traces[lo:hi], algorithm, model, traces[lo - 1] if lo else None))
-                if on_progress:
-                    on_progress(algorithm, hi - lo)
-            out[algorithm] = results
+            tick = (lambda _r, a=algorithm: on_progress(a, 1)) if on_progress else None
+            out[algorithm] = run_sessions(video, traces, algorithm, model, on_each=tick)
         return out
     tasks: list[Task] = [(a, lo, hi) for a in algorithms for lo, hi in _blocks(len(traces), jobs * 4)]
     parts: dict[Task, list[SessionResult]] = {}
