@@ -121,3 +121,25 @@ def test_unknown_algorithm_is_a_clear_error(tiny_video):
     with pytest.raises(PlayerError, match="unknown ABR algorithm"):
         abr.parse_names("bb,nope")
     assert "optimal" in abr.parse_names("all")
+
+
+@pytest.mark.parametrize(
+    ("name", "mbps", "expected_levels", "score"),
+    [
+        # measured 8.7 Mbps: 3 Mbps fits under 0.7 x estimate, so straight up and stay
+        ("throughput", 10, [1, 2, 2, 2, 2], (3 - 1) + 3 * 3),
+        # measured 2.32 Mbps (RTT included): 3 Mbps > 0.7 x 2.32, 2 Mbps <= 0.95 x 2.32: stay
+        ("throughput", 2.5, [1, 1, 1, 1, 1], 2 * 4),
+        # BOLA with a 60-s target: at 4-15 s of buffer the lowest level scores best
+        ("bola", 10, [1, 0, 0, 0, 0], (1 - 1) + 1 * 3),
+        # BOLA-E's placeholder target (12 s early on): level 0 at 4 s, top at 7.5 s
+        ("bola-e", 10, [1, 0, 2, 2, 2], (1 - 1) + (3 - 2) + 3 * 2),
+        # dynamic: below 12 s of buffer it is the throughput rule (0.9 x 8.7 Mbps)
+        ("dynamic", 10, [1, 2, 2, 2, 2], (3 - 1) + 3 * 3),
+    ],
+)
+def test_exact_qoe_on_constant_links(tiny_video, name, mbps, expected_levels, score):
+    r = run_session(tiny_video, constant_trace(mbps), name, model.pensieve())
+    assert levels(r) == expected_levels
+    assert r.score == pytest.approx(score)
+    assert r.rebuffer_s == 0
