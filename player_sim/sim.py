@@ -1,7 +1,11 @@
 """The trace simulator: drives one ABR object and the playback model in virtual time.
 
 This is a shell around the pure parts (:mod:`player_sim.link`, :mod:`player_sim.playback`,
-:mod:`player_sim.abr`): it owns the virtual clock and nothing else.
+:mod:`player_sim.abr`): it owns the virtual clock and nothing else. A real-network player
+drives the same parts the same way: build the algorithm with ``abr.make(name, AbrContext(...))``,
+ask ``choose(PlayerState(...))`` before each request, feed ``Playback.advance(now)`` /
+``segment_added(now, duration)`` with ``loop.time()``, offer ``Progress`` to
+``check_abandon`` while a download runs, and ``report_download`` when it ends.
 """
 
 from __future__ import annotations
@@ -138,8 +142,8 @@ def _run_default(video: Video, trace: Trace, abr: abr_registry.Abr, link: Link, 
     n = session_segments(video, model)
     seg_s = video.segment_s
     kbps = [b / 1000 for b in video.bitrates_bps]
-    assert model.startup_threshold_s is not None
-    play = Playback(min(model.startup_threshold_s, seg_s * n))
+    threshold = model.startup_threshold_s if model.startup_threshold_s is not None else seg_s
+    play = Playback(min(threshold, seg_s * n))
     t = 0.0
     prev_level: int | None = None
     records: list[SegmentRecord] = []
@@ -147,8 +151,7 @@ def _run_default(video: Video, trace: Trace, abr: abr_registry.Abr, link: Link, 
     for k in range(n):
         state = PlayerState(t, k, play.buffer_s, prev_level if prev_level is not None else 0, play.playing)
         decision: Decision = abr.choose(state)
-        level = decision.level if not (k == 0 and model.first_level is not None) else model.first_level
-        assert level is not None
+        level = model.first_level if k == 0 and model.first_level is not None else decision.level
         wait = decision.delay_s
         # Never let the buffer exceed the cap: wait until the new segment fits.
         if play.playing:

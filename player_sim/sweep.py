@@ -87,7 +87,7 @@ class Progress:
             return
         self.counts[algorithm] = self.counts.get(algorithm, 0) + n
         if self.counts[algorithm] == self.per_algorithm:
-            print(f"{algorithm}: {n and self.counts[algorithm]} sessions, {time.monotonic() - self.started:.1f} s",
+            print(f"{algorithm}: {self.counts[algorithm]} sessions, {time.monotonic() - self.started:.1f} s",
                   file=sys.stderr, flush=True)
 
     def close(self) -> None:
