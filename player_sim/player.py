@@ -101,7 +101,7 @@ class SessionLog:
             "retries": self.retries,
             "shaping": {"allowed_bytes": round(self.allowed_bytes), "received_bytes": round(self.received_bytes)},
             "edge_caused_stall": self.edge_caused_stall,
-            "segments": [vars(x) for x in r.records] if r else [],
+            "segments": [x._asdict() for x in r.records] if r else [],
             "events": self.events,
         }
 
