@@ -39,32 +39,24 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+def _listing(flag: str, line: str) -> frozenset[str]:
+    """Names from `ffmpeg -encoders` / `-filters`: the word after the flag columns."""
+    out = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", flag], capture_output=True, text=True, check=False
+    ).stdout
+    return frozenset(m.group(1) for ln in out.splitlines() if (m := re.match(line, ln)))
+
+
 @cache
 def ffmpeg_encoders() -> frozenset[str]:
     """The names of the encoders the ffmpeg binary was built with."""
-    out = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=False
-    ).stdout
-    names = set()
-    for line in out.splitlines():
-        m = re.match(r"^\s*[VAS][A-Z.]{5}\s+(\S+)", line)
-        if m:
-            names.add(m.group(1))
-    return frozenset(names)
+    return _listing("-encoders", r"^\s*[VAS][A-Z.]{5}\s+(\S+)")
 
 
 @cache
 def ffmpeg_filters() -> frozenset[str]:
-    """The names of the filters the ffmpeg binary was built with."""
-    out = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-filters"], capture_output=True, text=True, check=False
-    ).stdout
-    names = set()
-    for line in out.splitlines():
-        m = re.match(r"^\s*[TSC.]{2,3}\s+(\S+)\s", line)
-        if m:
-            names.add(m.group(1))
-    return frozenset(names)
+    """The names of the filters the ffmpeg binary was built with (flags: 2 columns in 9.0, 3 before)."""
+    return _listing("-filters", r"^\s*[TSC.]{2,3}\s+(\S+)\s")
 
 
 _OUT_TIME = re.compile(r"^out_time_(?:us|ms)=(\d+)$")
