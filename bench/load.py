@@ -50,7 +50,8 @@ def group_cpu_s(pgid: int) -> float:
     return total
 
 
-def run_step(url: str, protocol: str, players: int, jobs: int, trace: Path, cafile: Path) -> dict:
+def run_step(url: str, protocol: str, players: int, jobs: int, trace: Path, cafile: Path,
+             datagram: int) -> dict:
     per = [players // jobs + (1 if i < players % jobs else 0) for i in range(jobs)]
     procs = []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -60,7 +61,8 @@ def run_step(url: str, protocol: str, players: int, jobs: int, trace: Path, cafi
             continue
         procs.append((n, subprocess.Popen(
             [*ABR, "play", url, "--protocol", protocol, "--players", str(n), "--level", "top",
-             "--trace", str(trace), "--cacert", str(cafile), "--json", "--max-retries", "2"],
+             "--trace", str(trace), "--cacert", str(cafile), "--json", "--max-retries", "2",
+             "--quic-datagram", str(datagram)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     results = []
     for n, p in procs:
@@ -94,6 +96,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2, help="player processes per step (default 2)")
     ap.add_argument("--edge-workers", type=int, default=1)
     ap.add_argument("--duration", type=float, default=20.0, help="title length (default 20 s)")
+    ap.add_argument("--quic-datagram", type=int, default=16000,
+                    help="QUIC datagram size of edge and players (default 16000: loopback's MTU is 64 KiB)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="abr-bench-load-"))
     try:
@@ -112,13 +116,16 @@ def main() -> int:
         rows = []
         best: dict[str, int] = {}
         with running_stack(work / "media", work / "stack", "--workers", str(args.edge_workers),
-                           "--access-log", "off", "--prefetch", "0") as stack:
+                           "--access-log", "off", "--prefetch", "0",
+                           "--quic-datagram", str(args.quic_datagram)) as stack:
             edge_pid = stack.pids[1]
             for proto in args.protocols.split(","):
                 base = stack.edge_http if proto == "h1" else stack.edge_https
                 url = f"{base}/media/t/master.m3u8"
                 warm = subprocess.run([*ABR, "play", url, "--protocol", proto, "--level", "top",
-                                       "--cacert", str(stack.certfile), "--json"], capture_output=True, text=True)
+                                       "--cacert", str(stack.certfile), "--json",
+                                       "--quic-datagram", str(args.quic_datagram)],
+                                      capture_output=True, text=True)
                 if warm.returncode != 0:
                     print(f"{proto}: warm-up failed: {warm.stderr.strip()[-300:]}", file=sys.stderr)
                     continue
@@ -126,7 +133,7 @@ def main() -> int:
                 for n in (int(x) for x in steps.split(",")):
                     e0 = group_cpu_s(edge_pid)
                     print(f"{proto}: {n} players ...", file=sys.stderr, flush=True)
-                    r = run_step(url, proto, n, args.jobs, trace, stack.certfile)
+                    r = run_step(url, proto, n, args.jobs, trace, stack.certfile, args.quic_datagram)
                     r["edge_cpu_s"] = group_cpu_s(edge_pid) - e0
                     r["protocol"] = proto
                     rows.append(r)
@@ -137,7 +144,8 @@ def main() -> int:
                         break
                     best[proto] = n
         print(f"\nconcurrent players at the top rung ({top_bps / 1e6:.2f} Mbit/s), each shaped to 1.5x; "
-              f"one edge ({args.edge_workers} worker(s)); players in {args.jobs} process(es); 2 cores shared")
+              f"one edge ({args.edge_workers} worker(s)); players in {args.jobs} process(es); 2 cores shared; "
+              f"QUIC datagrams {args.quic_datagram} bytes")
         print(f"{'proto':<6} {'players':>7} {'edge stalls':>11} {'failed':>6} {'stall s':>7} {'dl p95 s':>8} "
               f"{'wall s':>6} {'edge CPU-s':>10} {'players CPU-s':>13}")
         for r in rows:

@@ -162,8 +162,10 @@ class H3Client(HttpClient):
 
     protocol = "h3"
 
-    def __init__(self, cafile: str | None = None, insecure: bool = False) -> None:
+    def __init__(self, cafile: str | None = None, insecure: bool = False,
+                 max_datagram_bytes: int = 1350) -> None:
         self._cafile, self._insecure = cafile, insecure
+        self._datagram = max_datagram_bytes
         self._conn: Any = None
         self._key: tuple[str, int] | None = None
 
@@ -172,7 +174,8 @@ class H3Client(HttpClient):
 
         if self._conn is None or self._key != (host, port):
             await self.close()
-            conn = Quic(host, port, verify=not self._insecure, cafile=self._cafile)
+            conn = Quic(host, port, verify=not self._insecure, cafile=self._cafile,
+                        max_datagram_bytes=self._datagram)
             await conn.__aenter__()
             self._conn, self._key = conn, (host, port)
         return self._conn
@@ -224,9 +227,13 @@ class H3Client(HttpClient):
             self._conn = None
 
 
-def make_client(protocol: str, cafile: str | None = None, insecure: bool = False) -> HttpClient:
-    """The client for ``h1``, ``h2`` or ``h3``."""
-    classes: dict[str, type[HttpClient]] = {"h1": H1Client, "h2": H2Client, "h3": H3Client}
-    if protocol not in classes:
-        raise PlayerError(f"unknown protocol {protocol!r}; choose h1, h2 or h3")
-    return classes[protocol](cafile, insecure)  # type: ignore[call-arg]
+def make_client(protocol: str, cafile: str | None = None, insecure: bool = False,
+                quic_datagram_bytes: int = 1350) -> HttpClient:
+    """The client for ``h1``, ``h2`` or ``h3`` (QUIC datagrams up to ``quic_datagram_bytes``)."""
+    if protocol == "h1":
+        return H1Client(cafile, insecure)
+    if protocol == "h2":
+        return H2Client(cafile, insecure)
+    if protocol == "h3":
+        return H3Client(cafile, insecure, quic_datagram_bytes)
+    raise PlayerError(f"unknown protocol {protocol!r}; choose h1, h2 or h3")

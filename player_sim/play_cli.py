@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cacert", help="CA file to verify the server (e.g. the edge's cert.pem)")
     p.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
     p.add_argument("--level", help="always fetch this level: 'top' or an index from 0 (load tests)")
+    p.add_argument("--quic-datagram", type=int, default=1350, metavar="BYTES",
+                   help="largest QUIC datagram for h3 (default 1350; loopback allows up to 65000)")
     p.add_argument("--max-retries", type=int, default=7,
                    help="retries of a failed request (backoff 0.25 s doubling to 4 s; default 7)")
     p.add_argument("--json", action="store_true", help="print the aggregate as JSON")
@@ -51,6 +53,8 @@ def run_play(args: argparse.Namespace) -> int:
 
     if args.players < 1:
         raise PlayerError("--players must be at least 1")
+    if not 1200 <= args.quic_datagram <= 65000:
+        raise PlayerError("--quic-datagram must be between 1200 and 65000")
     if args.max_retries < 0:
         raise PlayerError("--max-retries must be 0 or more")
     if args.speed <= 0:
@@ -78,7 +82,7 @@ def run_play(args: argparse.Namespace) -> int:
         PlayConfig(url=args.url, protocol=protocol, abr=args.abr, trace=traces[i % len(traces)],
                    speed=args.speed, model=model, cmcd=not args.no_cmcd, cafile=args.cacert,
                    insecure=args.insecure, session_id=f"p{i:03d}", max_retries=args.max_retries,
-                   fixed_level=fixed)
+                   fixed_level=fixed, quic_datagram_bytes=args.quic_datagram)
         for i in range(args.players)
     ]
 

@@ -76,6 +76,8 @@ class PlayConfig:
     """CMCD session id (default: random)."""
     fixed_level: int | None = None
     """Always fetch this level (-1: the top one) instead of asking the algorithm (load tests)."""
+    quic_datagram_bytes: int = 1350
+    """Largest QUIC datagram (HTTP/3); loopback carries far larger ones than the 1350 default."""
     max_retries: int = 7
     """Retries of a request that failed in transport or with a 5xx before the session gives up."""
 
@@ -143,7 +145,8 @@ class Session:
         if config.speed <= 0:
             raise PlayerError("--speed must be positive")
         self.config = config
-        self.client = client or make_client(config.protocol, config.cafile, config.insecure)
+        self.client = client or make_client(config.protocol, config.cafile, config.insecure,
+                                            config.quic_datagram_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.t0 = 0.0
         trace = config.trace
