@@ -57,9 +57,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[str]]:
-    err = log.open("w")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+def background(argv: list[str], **popen: object) -> Iterator[subprocess.Popen[str]]:
+    """Run `argv` in its own process group; SIGTERM (then SIGKILL) the whole group at the end."""
+    proc = subprocess.Popen(argv, text=True, start_new_session=True, **popen)  # type: ignore[call-overload]
     try:
         yield proc
     finally:
@@ -72,7 +72,12 @@ def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[str]]:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
-        err.close()
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[str]]:
+    with log.open("w") as err, background(argv, stdout=subprocess.PIPE, stderr=err) as proc:
+        yield proc
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[str], log: Path, what: str, timeout_s: float = 30) -> None:

@@ -18,20 +18,20 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from abrstack.stack import background  # noqa: E402
+
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv/bin/python").exists() else sys.executable
 SIZES = {"1m": 1 << 20, "100k": 100 * 1024}
 
@@ -86,21 +86,6 @@ def free_port() -> int:
                 continue
             return int(port)
     raise RuntimeError("no free port")
-
-
-@contextmanager
-def proc(argv: list[str], **kw: object) -> Iterator[subprocess.Popen[str]]:
-    p = subprocess.Popen(argv, text=True, start_new_session=True, **kw)  # type: ignore[call-overload]
-    try:
-        yield p
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
 
 
 def wait_http(url: str, timeout_s: float = 20) -> None:
@@ -386,10 +371,10 @@ def main() -> int:
     stamps: list[StampedeResult] = []
     nginx_dir = work / "nginx"
     nginx_dir.mkdir()
-    with proc([PY, "-m", "abrstack", "origin", "--media", str(media), "--port", str(po)],
+    with background([PY, "-m", "abrstack", "origin", "--media", str(media), "--port", str(po)],
               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         wait_http(origin + "/healthz")
-        with proc([PY, "-m", "abrstack", "edge", "--origin", origin, "--port", str(pe),
+        with background([PY, "-m", "abrstack", "edge", "--origin", origin, "--port", str(pe),
                    "--http-port", str(ph), "--cache-dir", str(work / "edge"), "--workers",
                    str(args.workers), "--access-log", "off", "--quic-datagram",
                    str(args.quic_datagram)],
@@ -400,7 +385,7 @@ def main() -> int:
                 workers=args.workers, dir=nginx_dir, origin_port=po, h1_port=pn1, h2_port=pn2,
                 cert=cert, key=key))
             nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-            with proc([nginx, "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir),
+            with background([nginx, "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir),
                        "-g", "daemon off;"], stderr=subprocess.DEVNULL):
                 servers = {"edge": (f"http://127.0.0.1:{ph}", f"https://127.0.0.1:{pe}"),
                            "nginx": (f"http://127.0.0.1:{pn1}", f"https://127.0.0.1:{pn2}")}

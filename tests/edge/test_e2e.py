@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from abrstack.stack import background
 from edge.h3client import H3Client
 
 ABR = [sys.executable, "-m", "abrstack"]
@@ -32,20 +33,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def process(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                         start_new_session=True)
-    try:
-        yield p
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+def process(argv: list[str]) -> Any:
+    return background(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 
 @contextmanager
