@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -314,10 +313,7 @@ class Session:
         durs = pres.video[0].durations_s
         seg_s = video.segment_s
         ctx = AbrContext(video=video, max_buffer_s=model.max_buffer_s, segments=n)
-        try:
-            abr = abr_registry.make(cfg.abr, ctx)
-        except PlayerError:
-            raise
+        abr = abr_registry.make(cfg.abr, ctx)
         if cfg.fixed_level is not None and cfg.fixed_level >= video.levels:
             raise PlayerError(f"--level {cfg.fixed_level}: the title has levels 0 to {video.levels - 1}")
         if not abr_registry.is_online(cfg.abr):
@@ -471,6 +467,3 @@ async def play(config: PlayConfig) -> SessionLog:
     """Run one session to its end (errors are in the log, never raised)."""
     return await Session(config).run()
 
-
-def wall_time() -> float:
-    return time.time()
