@@ -91,45 +91,13 @@ def apply_tuning(quic_max_datagram_bytes: int = 1350) -> None:
     if _patched:
         return
     _patched = True
-    import hypercorn.asyncio.run as hrun
     import hypercorn.protocol.h2 as hh2
     import hypercorn.protocol.h11 as hh11
-    import hypercorn.protocol.quic as hquic
-    from hypercorn.asyncio.udp_server import UDPServer
 
-    class TunedQuicProtocol(hquic.QuicProtocol):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.quic_config.max_data = 16 * 2**20
-            self.quic_config.max_stream_data = 8 * 2**20
-            self.quic_config.max_datagram_size = quic_max_datagram_bytes
-            self.quic_config.idle_timeout = 30.0
+    from edge.quic import apply_quic_tuning
 
-    class TunedUDPServer(UDPServer):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.protocol_queue = asyncio.Queue(1024)
-
-    class ClampedQuicConnection(hquic.QuicConnection):
-        """Never send datagrams larger than the peer's ``max_udp_payload_size``
-        (RFC 9000 §18.2); aioquic validates the parameter but does not apply it."""
-
-        def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False
-                                        ) -> None:
-            super()._parse_transport_parameters(data, from_session_ticket)
-            from aioquic.buffer import Buffer
-            from aioquic.quic.packet import pull_quic_transport_parameters
-
-            with contextlib.suppress(Exception):
-                params = pull_quic_transport_parameters(Buffer(data=data))
-                if params.max_udp_payload_size:
-                    self._max_datagram_size = min(self._max_datagram_size,
-                                                  params.max_udp_payload_size)
-
-    hquic.QuicConnection = ClampedQuicConnection  # type: ignore[misc]
+    apply_quic_tuning(quic_max_datagram_bytes)
     hh11.H11Protocol._send_h11_event = _coalesced_send_h11_event  # type: ignore[method-assign]
-    hquic.QuicProtocol = TunedQuicProtocol  # type: ignore[misc]
-    hrun.UDPServer = TunedUDPServer  # type: ignore[misc]
     hh2.H2Protocol._send_data = _batched_send_data  # type: ignore[method-assign]
     hh2.StreamBuffer = ChunkStreamBuffer  # type: ignore[misc,assignment]
 
