@@ -1,4 +1,4 @@
-"""The edge as an ASGI application (protocol-agnostic: hypercorn speaks h1/h2/h3).
+"""The edge as an ASGI application (protocol-agnostic: granian speaks h1/h2, hypercorn h3).
 
 Per request: own endpoints (``/healthz``, ``/metrics``, ``POST /purge``, CORS preflight),
 else the cache: memory → in-flight fetch → disk → origin, with the decisions taken by
@@ -95,6 +95,8 @@ class EdgeConfig:
     """Worker id used in metrics and logs."""
     via_name: str = "abr-edge"
     """Pseudonym in ``Via``."""
+    alt_svc: str | None = None
+    """``Alt-Svc`` value added to responses over TLS h1/h2 (hypercorn adds its own on h3)."""
 
 
 class EdgeApp:
@@ -162,6 +164,8 @@ class EdgeApp:
             await self.startup()
         t0 = time.monotonic()
         ctx = _Ctx(scope, send)
+        if self.cfg.alt_svc and scope.get("scheme") == "https" and ctx.protocol != "h3":
+            ctx.alt_svc = self.cfg.alt_svc
         self._active += 1
         try:
             await self._handle(ctx, receive)
@@ -629,6 +633,7 @@ class _Ctx:
         self.body_bytes = 0
         self.started = False
         self.cut = ""
+        self.alt_svc: str | None = None
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                         for k, v in scope.get("headers", [])}
 
@@ -639,6 +644,8 @@ class _Ctx:
     async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         self.status = status
         self.started = True
+        if self.alt_svc:
+            headers = [*headers, ("alt-svc", self.alt_svc)]
         await self._send({"type": "http.response.start", "status": status,
                           "headers": [(k.encode("latin-1"), v.encode("latin-1"))
                                       for k, v in headers]})

@@ -1,16 +1,12 @@
-"""Serving the edge app with hypercorn: h1 cleartext, h1/h2 over TLS (ALPN) and h3 over
-QUIC on the same port number, in one or several worker processes.
+"""Serving the edge app: HTTP/1.1 cleartext and HTTP/1.1 + HTTP/2 over TLS (ALPN) with
+granian, HTTP/3 over QUIC with hypercorn + aioquic on the same port number (UDP), in one
+or several worker processes. Every worker runs one :class:`EdgeApp` on one event loop:
+granian's Rust I/O hands requests to that loop, hypercorn's QUIC server runs on it.
 
-Tuning applied to hypercorn 0.18 / aioquic 1.7 (measured in bench/edge.py; see README):
-
-- QUIC: larger flow-control windows (``max_data`` 16 MiB, ``max_stream_data`` 8 MiB, the
-  1 MiB defaults stall a 1 MB object), a 4 MiB ``SO_RCVBUF``/``SO_SNDBUF`` on the UDP
-  socket (the 208 KB default drops packets under load, FACTS.md), and a 1024-deep
-  datagram queue in place of hypercorn's 10 (it silently drops datagrams past it).
-- HTTP/2: hypercorn sends one DATA frame (16 KiB) per pass of its priority scheduler and
-  flushes after each; :func:`_batched_send_data` sends up to the flow-control window
-  (many frames) per pass and flushes once, which cuts the ``priority`` tree work that
-  dominated profiles (FACTS.md: ~84% in ``priority.Stream.schedule``).
+Why two servers: on the same ASGI app and cache hits, granian served HTTP/2 over TLS
+~4-7x and cleartext HTTP/1.1 ~2-5x faster than hypercorn (its TLS, HTTP framing and
+flow control are Rust; hypercorn's h2 spent most of its time in pure-Python framing,
+HPACK and the priority tree), but it has no HTTP/3. See README (edge) and bench/edge.py.
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ import multiprocessing
 import os
 import signal
 import socket
-import struct
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
@@ -34,6 +29,7 @@ from edge.app import EdgeApp, EdgeConfig
 log = logging.getLogger("abrstack.edge")
 
 UDP_BUFFER_BYTES = 4 * 2**20
+BACKLOG = 1024
 
 
 @dataclass(frozen=True)
@@ -78,186 +74,6 @@ class BoundPorts:
     host: str
     port: int
     http_port: int | None
-
-
-# ------------------------------------------------------------------ tuning
-
-_patched = False
-
-
-def apply_tuning(quic_max_datagram_bytes: int = 1350) -> None:
-    """Patch hypercorn's QUIC and HTTP/2 hot spots (idempotent)."""
-    global _patched
-    if _patched:
-        return
-    _patched = True
-    import hypercorn.protocol.h2 as hh2
-    import hypercorn.protocol.h11 as hh11
-
-    from edge.quic import apply_quic_tuning
-
-    apply_quic_tuning(quic_max_datagram_bytes)
-    hh11.H11Protocol._send_h11_event = _coalesced_send_h11_event  # type: ignore[method-assign]
-    hh2.H2Protocol._send_data = _batched_send_data  # type: ignore[method-assign]
-    hh2.StreamBuffer = ChunkStreamBuffer  # type: ignore[misc,assignment]
-
-
-async def _batched_send_data(self: Any, stream_id: int) -> None:
-    """hypercorn's ``H2Protocol._send_data``, sending everything the flow-control window
-    allows in one pass (one scheduler step, one flush) instead of one 16 KiB frame."""
-    import h2.exceptions
-
-    try:
-        budget = max(0, self.connection.local_flow_control_window(stream_id))
-        buffer = self.stream_buffers[stream_id]
-        data = await buffer.pop(budget)
-        if data:
-            send_data_frames(self.connection, stream_id, data)
-        else:
-            self.priority.block(stream_id)
-        if buffer.complete:
-            self.connection.end_stream(stream_id)
-            del self.stream_buffers[stream_id]
-            self.priority.remove_stream(stream_id)
-        await self._flush()  # one TLS write for the data and the end of the stream
-    except (h2.exceptions.StreamClosedError, KeyError, h2.exceptions.ProtocolError):
-        buf = self.stream_buffers.get(stream_id)
-        if buf is not None:
-            await buf.close()
-            del self.stream_buffers[stream_id]
-        with contextlib.suppress(Exception):
-            self.priority.remove_stream(stream_id)
-
-
-class ChunkStreamBuffer:
-    """hypercorn's HTTP/2 ``StreamBuffer`` keeping the app's chunks as they are: a
-    popped chunk that fits is handed on without the bytearray copy-in and copy-out (two
-    copies of every body byte in hypercorn's version). Same interface and
-    flow control: the app's ``push`` waits while 32 KiB or more are queued, and resumes
-    once a ``pop`` leaves less than 16 KiB."""
-
-    HIGH_WATER = 2 * 2**14
-    LOW_WATER = 2**14
-
-    def __init__(self, event_class: Any) -> None:
-        from collections import deque
-
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._complete = False
-        self._is_empty = event_class()
-        self._paused = event_class()
-
-    async def drain(self) -> None:
-        await self._is_empty.wait()
-
-    def set_complete(self) -> None:
-        self._complete = True
-
-    async def close(self) -> None:
-        self._complete = True
-        self._chunks.clear()
-        self._size = 0
-        await self._is_empty.set()
-        await self._paused.set()
-
-    @property
-    def complete(self) -> bool:
-        return self._complete and self._size == 0
-
-    async def push(self, data: bytes) -> None:
-        from hypercorn.protocol.h2 import BufferCompleteError
-
-        if self._complete:
-            raise BufferCompleteError()
-        if data:
-            self._chunks.append(bytes(data))
-            self._size += len(data)
-        await self._is_empty.clear()
-        if self._size >= self.HIGH_WATER:
-            await self._paused.wait()
-            await self._paused.clear()
-
-    async def pop(self, max_length: int) -> bytes:
-        parts: list[bytes] = []
-        taken = 0
-        while self._chunks and taken < max_length:
-            chunk = self._chunks[0]
-            room = max_length - taken
-            if len(chunk) <= room:
-                parts.append(self._chunks.popleft())
-                taken += len(chunk)
-            else:
-                parts.append(chunk[:room])
-                self._chunks[0] = chunk[room:]
-                taken += room
-        self._size -= taken
-        if self._size < self.LOW_WATER:
-            await self._paused.set()
-        if self._size == 0:
-            await self._is_empty.set()
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-COALESCE_BYTES = 128 * 1024
-
-
-async def _coalesced_send_h11_event(self: Any, event: Any) -> None:
-    """hypercorn's ``H11Protocol._send_h11_event``, holding a response head back until
-    the first body bytes so that both leave in one write (one syscall, one packet) when
-    the first chunk is small: halves the writes of a crowd's first bytes and of 100 KB
-    hits."""
-    import h11
-    from hypercorn.events import RawData
-
-    pending = self.__dict__.pop("_abr_head", None)
-    try:
-        data = self.connection.send(event)
-    except h11.LocalProtocolError:
-        if pending is not None:
-            await self.send(RawData(data=pending))
-        if self.connection.their_state != h11.ERROR:
-            raise
-        return
-    if type(event) is h11.Response and pending is None:
-        self.__dict__["_abr_head"] = data
-        return
-    if pending is not None:
-        if len(data) <= COALESCE_BYTES:
-            data = pending + data
-        else:
-            await self.send(RawData(data=pending))
-    await self.send(RawData(data=data))
-
-
-def send_data_frames(conn: Any, stream_id: int, data: bytes) -> None:
-    """Queue ``data`` on an h2 ``H2Connection`` as DATA frames of the peer's maximum
-    frame size (RFC 9113 §6.1), doing h2's per-frame bookkeeping (state machines,
-    flow-control windows) once for the whole run instead of once per 16 KiB frame,
-    which was most of hypercorn's HTTP/2 CPU time for large bodies."""
-    import h2.exceptions
-    from h2.connection import ConnectionInputs
-    from h2.stream import StreamInputs
-
-    frame = conn.max_outbound_frame_size
-    n = len(data)
-    if n <= frame:
-        conn.send_data(stream_id, data)
-        return
-    if n > conn.local_flow_control_window(stream_id):
-        raise h2.exceptions.FlowControlError("window too small")
-    stream = conn.streams[stream_id]
-    conn.state_machine.process_input(ConnectionInputs.SEND_DATA)
-    stream.state_machine.process_input(StreamInputs.SEND_DATA)
-    stream.outbound_flow_control_window -= n
-    conn.outbound_flow_control_window -= n
-    sid = struct.pack(">I", stream_id & 0x7FFFFFFF)
-    mv = memoryview(data)
-    out = conn._data_to_send  # noqa: SLF001 - h2's outgoing bytearray
-    for i in range(0, n, frame):
-        chunk = mv[i:i + frame]
-        out += struct.pack(">I", len(chunk))[1:] + b"\x00\x00" + sid  # length, DATA, flags
-        out += chunk
 
 
 # ------------------------------------------------------------------ sockets
@@ -323,26 +139,56 @@ def bind_sockets(cfg: ServerConfig, reuseport: bool) -> tuple[Any, BoundPorts]:
     return Sockets([tcp], insecure, quic), BoundPorts(host, port, http_port)
 
 
-def hypercorn_config(cfg: ServerConfig, certfile: Path, keyfile: Path, port: int) -> Any:
+def hypercorn_config(cfg: ServerConfig, certfile: Path, keyfile: Path) -> Any:
+    """hypercorn's settings for the QUIC (HTTP/3) side."""
     from hypercorn.config import Config
 
     hc = Config()
     hc.certfile, hc.keyfile = str(certfile), str(keyfile)
-    hc.alpn_protocols = ["h2", "http/1.1"]
-    hc.alt_svc_headers = [f'h3=":{port}"; ma=3600']
-    hc.keep_alive_timeout = cfg.header_timeout_s  # hypercorn's idle timer runs until a
-    # complete request head arrives, so this is also the slow-header (slowloris) limit
-    hc.h11_max_incomplete_size = cfg.max_header_bytes
-    hc.h2_max_header_list_size = cfg.max_header_bytes
+    hc.keep_alive_timeout = max(cfg.header_timeout_s, 5.0)
     hc.keep_alive_max_requests = 1_000_000
     hc.include_server_header = False
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.graceful_timeout = 2.0
-    hc.backlog = 1024
     for k, v in cfg.extra.items():
         setattr(hc, k, v)
     return hc
+
+
+def tcp_server(app: EdgeApp, sock: socket.socket, cfg: ServerConfig,
+               certfile: Path | None = None, keyfile: Path | None = None) -> Any:
+    """A granian server (embedded in this event loop) on an already bound socket: TLS
+    with ALPN h2 + http/1.1 when a certificate is given, else cleartext HTTP/1.1."""
+    from granian._granian import SocketHolder
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.http import HTTP1Settings, HTTP2Settings
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    fd = os.dup(sock.fileno())  # granian owns (and closes) this one; we close ours
+
+    class OnSocket(Server):
+        def _init_shared_socket(self) -> None:  # serve our socket (SO_REUSEPORT, port 0)
+            self._ssp = None
+            self._shd = SocketHolder(fd, False, BACKLOG)  # type: ignore[call-arg,assignment]
+            self._sfd = fd  # type: ignore[assignment]
+
+    host, port = sock.getsockname()[:2]
+    tls = certfile is not None
+    return OnSocket(
+        app, address=host, port=port, interface=Interfaces.ASGINL,
+        http=HTTPModes.auto if tls else HTTPModes.http1, websockets=False, backlog=BACKLOG,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=max(1, min(60_000, int(cfg.header_timeout_s * 1000))),
+            max_buffer_size=max(8192, cfg.max_header_bytes)),
+        http2_settings=HTTP2Settings(max_headers_size=cfg.max_header_bytes,
+                                     max_send_buffer_size=1024 * 1024),
+        # granian's logging.dictConfig must leave ours alone: levels only
+        log_level=LogLevels.error, log_dictconfig={"incremental": True, "handlers": {},
+                                                   "loggers": {}},
+        ssl_cert=certfile, ssl_key=keyfile,
+        ssl_protocol_min=SSLProtocols.tls12)
 
 
 def resolve_cert(cfg: ServerConfig) -> tuple[Path, Path]:
@@ -371,22 +217,56 @@ async def serve(cfg: ServerConfig, *, sockets: Any = None, ports: BoundPorts | N
                 shutdown: Callable[[], Awaitable[Any]] | None = None,
                 ready: Callable[[BoundPorts, EdgeApp], None] | None = None,
                 worker: str = "0") -> None:
-    """Run one worker in the current event loop until ``shutdown`` returns."""
+    """Run one worker in the current event loop until ``shutdown`` returns (or SIGINT /
+    SIGTERM when ``shutdown`` is None)."""
     from hypercorn.asyncio.run import worker_serve
+    from hypercorn.config import Sockets
     from hypercorn.utils import wrap_app
 
-    apply_tuning(cfg.quic_max_datagram_bytes)
+    from edge.quic import apply_quic_tuning
+
+    apply_quic_tuning(cfg.quic_max_datagram_bytes)
     certfile, keyfile = resolve_cert(cfg)
     if sockets is None:
         sockets, ports = bind_sockets(cfg, reuseport=False)
     assert ports is not None
-    app = EdgeApp(replace(cfg.app, worker=worker))
-    hc = hypercorn_config(cfg, certfile, keyfile, ports.port)
+    app = EdgeApp(replace(cfg.app, worker=worker, alt_svc=f'h3=":{ports.port}"; ma=3600'))
+    await app.startup()
+    servers = [tcp_server(app, s, cfg, certfile, keyfile) for s in sockets.secure_sockets]
+    servers += [tcp_server(app, s, cfg) for s in sockets.insecure_sockets]
+    for s in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+        s.listen(BACKLOG)
+    running = [asyncio.ensure_future(s.serve()) for s in servers]
     if ready is not None:
         ready(ports, app)
-    wrapped = wrap_app(app, hc.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
-    await worker_serve(wrapped, hc, sockets=sockets,
-                       shutdown_trigger=shutdown)
+    hc = hypercorn_config(cfg, certfile, keyfile)
+    quic_app = wrap_app(_without_lifespan(app), hc.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    try:
+        await worker_serve(quic_app, hc, sockets=Sockets([], [], sockets.quic_sockets),
+                           shutdown_trigger=shutdown)
+    finally:
+        for s in servers:
+            s.stop()
+        await asyncio.gather(*running, return_exceptions=True)
+        for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+            sock.close()
+        await app.shutdown()
+
+
+def _without_lifespan(app: EdgeApp) -> Callable[..., Awaitable[None]]:
+    """The app for hypercorn, whose lifespan events are acknowledged here: the worker
+    starts and stops the app itself, around both servers."""
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            kind = (await receive())["type"]
+            await send({"type": kind + ".complete"})
+            if kind == "lifespan.shutdown":
+                return
+
+    return asgi
 
 
 def run(cfg: ServerConfig, announce: Callable[[str], None] | None = None) -> int:
