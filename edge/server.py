@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -182,8 +183,10 @@ def tcp_server(app: EdgeApp, sock: socket.socket, cfg: ServerConfig,
         http1_settings=HTTP1Settings(
             header_read_timeout=max(1, min(60_000, int(cfg.header_timeout_s * 1000))),
             max_buffer_size=max(8192, cfg.max_header_bytes)),
-        http2_settings=HTTP2Settings(max_headers_size=cfg.max_header_bytes,
-                                     max_send_buffer_size=1024 * 1024),
+        http2_settings=HTTP2Settings(
+            max_headers_size=cfg.max_header_bytes, max_send_buffer_size=1024 * 1024,
+            keep_alive_interval=max(1000, int(cfg.header_timeout_s * 1000)),
+            keep_alive_timeout=max(1, math.ceil(cfg.header_timeout_s))),
         # granian's logging.dictConfig must leave ours alone: levels only
         log_level=LogLevels.error, log_dictconfig={"incremental": True, "handlers": {},
                                                    "loggers": {}},

@@ -60,3 +60,41 @@ def test_malformed_oversized_and_slow_clients(origin: Any, edge_factory: Any) ->
         assert time.monotonic() - t0 < 3
         slow.close()
         assert httpx.get(edge.http + "/ok").status_code == 200
+
+
+def test_slow_tls_clients_are_closed(origin: Any, edge_factory: Any) -> None:
+    """Over TLS: a half request head (h1) and an h2 connection that goes silent after
+    its preface (PINGs unanswered) are closed after the header timeout."""
+    import ssl
+
+    state, url = origin
+    state.objects["/ok"] = Obj(b"fine", {"Cache-Control": "max-age=60"})
+    with edge_factory([url], header_timeout_s=0.5) as edge:
+
+        def tls(alpn: str) -> ssl.SSLSocket:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            ctx.set_alpn_protocols([alpn])
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", edge.ports.port)),
+                                server_hostname="localhost")
+            assert s.selected_alpn_protocol() == alpn
+            s.settimeout(10)
+            return s
+
+        def closed_after(s: ssl.SSLSocket) -> float:
+            t0 = time.monotonic()
+            while s.recv(65536):
+                pass
+            return time.monotonic() - t0
+
+        h1 = tls("http/1.1")
+        h1.sendall(b"GET /ok HTTP/1.1\r\nHost: x\r\n")
+        h2 = tls("h2")
+        h2.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        with httpx.Client(http2=True, verify=False) as c:  # others are served meanwhile
+            r = c.get(edge.https + "/ok")
+            assert (r.http_version, r.content) == ("HTTP/2", b"fine")
+        assert closed_after(h1) < 5
+        assert closed_after(h2) < 5
+        h1.close()
+        h2.close()
