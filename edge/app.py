@@ -13,6 +13,7 @@ refreshed the stored copy). A request that joined another request's origin fetch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -105,7 +106,7 @@ class EdgeApp:
     def __init__(self, cfg: EdgeConfig, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.metrics = EdgeMetrics(cfg.worker)
+        self.metrics = EdgeMetrics(cfg.worker, cfg.cache_dir / "metrics")
         self.store = TieredStore(cfg.memory_size_bytes, cfg.cache_dir / "objects",
                                  cfg.cache_size_bytes, cfg.disk_policy)
         self.upstream = Upstream(cfg.upstream)
@@ -151,7 +152,10 @@ class EdgeApp:
                     self.store.memory.size_bytes)
             except Exception:  # noqa: BLE001 - housekeeping must never die
                 log.exception("housekeeping failed")
-            await asyncio.sleep(2.0)
+            for _ in range(2):
+                with contextlib.suppress(OSError):  # for the other workers' /metrics
+                    self.metrics.publish()
+                await asyncio.sleep(1.0)
 
     # ----------------------------------------------------------------------- ASGI
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,23 +1,37 @@
-"""Prometheus metrics of one edge worker (a private ``CollectorRegistry`` per app).
+"""Prometheus metrics of the edge's workers (a private ``CollectorRegistry`` per worker).
 
-With ``--workers N`` each worker process answers ``/metrics`` with its own figures and a
-``worker`` label; sum over workers when scraping through the shared port (documented in
-the README: every scrape reaches one worker picked by the kernel's SO_REUSEPORT hash).
+With ``--workers N`` a scrape reaches one worker (the kernel's SO_REUSEPORT pick), so
+every worker publishes its own exposition to ``<cache-dir>/metrics/worker-<id>.prom``
+each second and answers ``/metrics`` with its live figures plus the other workers' latest
+ones (each series keeps its ``worker`` label; sum over it). Snapshots older than
+:data:`STALE_S` (a worker that died) are left out.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+STALE_S = 30.0
 
 
 class EdgeMetrics:
     """The edge's counters, histograms and gauges."""
 
-    def __init__(self, worker: str = "0") -> None:
+    def __init__(self, worker: str = "0", share_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.worker = worker
+        self.share_dir = share_dir
+        if share_dir is not None:
+            share_dir.mkdir(parents=True, exist_ok=True)
         r = self.registry
         self.requests = Counter(
             "edge_requests", "Requests answered, by protocol, status and cache result",
@@ -67,5 +81,44 @@ class EdgeMetrics:
         self.origin_fetches.labels(origin, outcome, self.worker).inc()
         self.origin_latency.labels(origin, self.worker).observe(seconds)
 
+    def publish(self) -> None:
+        """Write this worker's exposition for the other workers (atomically)."""
+        if self.share_dir is None:
+            return
+        tmp = self.share_dir / f".worker-{self.worker}.{os.getpid()}.tmp"
+        tmp.write_bytes(generate_latest(self.registry))
+        os.replace(tmp, self.share_dir / f"worker-{self.worker}.prom")
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """This worker's live metrics merged with the other workers' snapshots."""
+        families = {f.name: f for f in self.registry.collect()}
+        for text in self._others():
+            for fam in text_string_to_metric_families(text):
+                if fam.name in families:
+                    families[fam.name].samples.extend(fam.samples)
+                else:
+                    families[fam.name] = fam
+        return generate_latest(_Families(families.values()))  # type: ignore[arg-type]
+
+    def _others(self) -> list[str]:
+        if self.share_dir is None:
+            return []
+        out = []
+        now = time.time()
+        for f in sorted(self.share_dir.glob("worker-*.prom")):
+            if f.name == f"worker-{self.worker}.prom":
+                continue
+            with contextlib.suppress(OSError):
+                if now - f.stat().st_mtime <= STALE_S:
+                    out.append(f.read_text())
+        return out
+
+
+class _Families:
+    """A collector that yields already collected metric families (for exposition)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families

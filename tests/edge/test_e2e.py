@@ -121,6 +121,16 @@ def test_two_workers_share_the_disk_cache(tiny_title: Any, tmp_path: Path) -> No
             workers.add(httpx.get(h1 + "/healthz").json()["worker"])
         assert results == {"HIT"}
         assert workers == {"0", "1"}
+        time.sleep(1.5)  # each worker publishes its figures every second
+        for _ in range(4):  # whichever worker answers, /metrics covers both
+            text = httpx.get(h1 + "/metrics").text
+            served = {w: sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                             if line.startswith("edge_requests_total{")
+                             and f'worker="{w}"' in line and 'cache="' in line
+                             and 'cache="NONE"' not in line)
+                      for w in ("0", "1")}
+            assert all(served.values()), served
+            assert sum(served.values()) == 13, served  # the MISS and the 12 HITs
 
 
 def _first_rendition(title_dir: Path) -> str:
