@@ -19,16 +19,20 @@ import contextlib
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import QuicEvent
+from aioquic.quic.events import ConnectionTerminated, QuicEvent
+
+_READ_BATCH = 64
+"""Datagrams read per readiness event."""
 
 
 @dataclass
@@ -42,9 +46,23 @@ class H3Response:
     """Seconds from sending the request to the first body byte (or the headers)."""
 
 
-@dataclass
 class _Stream:
-    queue: asyncio.Queue[H3Event | None] = field(default_factory=asyncio.Queue)
+    """One request's response: HEADERS events and body chunks in order, and whether
+    the stream ended; the reader waits on ``waiter`` (no queue per event)."""
+
+    __slots__ = ("items", "ended", "waiter")
+
+    def __init__(self) -> None:
+        self.items: deque[bytes | HeadersReceived] = deque()
+        self.ended = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
 
 
 class _Protocol(QuicConnectionProtocol):
@@ -52,21 +70,88 @@ class _Protocol(QuicConnectionProtocol):
         super().__init__(*args, **kwargs)
         self.http = H3Connection(self._quic)
         self.streams: dict[int, _Stream] = {}
+        self._sock: socket.socket | None = None
 
     def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, ConnectionTerminated):
+            self._end_all()
+            return
         for ev in self.http.handle_event(event):
-            sid = getattr(ev, "stream_id", None)
-            st = self.streams.get(sid) if sid is not None else None
-            if st is None:
+            if isinstance(ev, DataReceived):
+                st = self.streams.get(ev.stream_id)
+                if st is None:
+                    continue
+                if ev.data:
+                    st.items.append(ev.data)
+            elif isinstance(ev, HeadersReceived):
+                st = self.streams.get(ev.stream_id)
+                if st is None:
+                    continue
+                st.items.append(ev)
+            else:
                 continue
-            st.queue.put_nowait(ev)
-            if getattr(ev, "stream_ended", False):
-                st.queue.put_nowait(None)
+            if ev.stream_ended:
+                st.ended = True
+            st.wake()
+
+    def _end_all(self) -> None:
+        for st in self.streams.values():
+            st.ended = True
+            st.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        for st in self.streams.values():
-            st.queue.put_nowait(None)
+        self._end_all()
+
+    def batch_reads(self) -> None:
+        """Read every waiting datagram per readiness event and send (ACKs, flow
+        control) when the QUIC timer is due, not after each datagram: asyncio reads one
+        datagram per loop iteration and aioquic transmits after each, which made the
+        client CPU-bound. Falls back to asyncio's path where that is not possible."""
+        transport: Any = self._transport
+        sock = getattr(transport, "_sock", None)
+        if transport is None or not isinstance(sock, socket.socket):
+            return
+        add_reader = getattr(self._loop, "_add_reader", None)  # asyncio's selector loops
+        if add_reader is None:  # e.g. uvloop: asyncio's path
+            return
+        try:
+            transport.pause_reading()
+            add_reader(sock.fileno(), self._read_ready)
+        except Exception:
+            with contextlib.suppress(Exception):
+                transport.resume_reading()
+            return
+        self._sock = sock
+
+    def _read_ready(self) -> None:
+        assert self._sock is not None
+        recvfrom = self._sock.recvfrom
+        quic = self._quic
+        clock = self._loop.time
+        n = 0
+        try:
+            for _ in range(_READ_BATCH):
+                data, addr = recvfrom(65536)
+                quic.receive_datagram(data, addr, now=clock())
+                n += 1
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pass
+        if not n:
+            return
+        self._process_events()
+        timer_at = quic.get_timer()
+        if timer_at is not None and timer_at <= clock():
+            self.transmit()
+        elif timer_at != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if timer_at is not None:
+                self._timer = self._loop.call_at(timer_at, self._handle_timer)
+            self._timer_at = timer_at
 
 
 class H3Error(Exception):
@@ -79,6 +164,9 @@ class H3Client:
     def __init__(self, host: str, port: int, *, verify: bool = False, cafile: str | None = None,
                  server_name: str | None = None, max_datagram_bytes: int = 1350,
                  rcvbuf_bytes: int = 4 * 2**20) -> None:
+        from edge.quic import patch_aioquic
+
+        patch_aioquic()
         self.host, self.port = host, port
         cfg = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
         cfg.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
@@ -102,6 +190,7 @@ class H3Client:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf_bytes)
+        self.proto.batch_reads()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -128,21 +217,26 @@ class H3Client:
                      ) -> AsyncIterator[bytes]:
         """Send a request; call ``on_headers(status, headers)``; yield body chunks."""
         sid, st = self._send(method, path, headers)
+        loop = asyncio.get_running_loop()
+        items = st.items
         try:
             got_headers = False
             while True:
-                ev = await st.queue.get()
-                if ev is None:
+                while items:
+                    item = items.popleft()
+                    if isinstance(item, bytes):
+                        yield item
+                    elif not got_headers:
+                        got_headers = True
+                        hd = {k.decode(): v.decode() for k, v in item.headers}
+                        if on_headers is not None:
+                            on_headers(int(hd.pop(":status", "0")), hd)
+                if st.ended:
                     if not got_headers:
                         raise H3Error("stream ended without headers")
                     return
-                if isinstance(ev, HeadersReceived) and not got_headers:
-                    got_headers = True
-                    hd = {k.decode(): v.decode() for k, v in ev.headers}
-                    if on_headers is not None:
-                        on_headers(int(hd.pop(":status", "0")), hd)
-                elif isinstance(ev, DataReceived) and ev.data:
-                    yield ev.data
+                st.waiter = loop.create_future()
+                await st.waiter
         finally:
             assert self.proto is not None
             self.proto.streams.pop(sid, None)
