@@ -209,7 +209,7 @@ class H3Client:
               (b"user-agent", b"abrstack-h3")]
         hs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         p.http.send_headers(stream_id=sid, headers=hs, end_stream=True)
-        p.transmit()
+        p._transmit_soon()  # noqa: SLF001 - requests made together share packets
         return sid, st
 
     async def stream(self, path: str, headers: dict[str, str] | None = None, method: str = "GET",
