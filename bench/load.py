@@ -96,8 +96,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2, help="player processes per step (default 2)")
     ap.add_argument("--edge-workers", type=int, default=1)
     ap.add_argument("--duration", type=float, default=20.0, help="title length (default 20 s)")
-    ap.add_argument("--quic-datagram", type=int, default=16000,
-                    help="QUIC datagram size of edge and players (default 16000: loopback's MTU is 64 KiB)")
+    ap.add_argument("--quic-datagram", type=int, default=65000,
+                    help="QUIC datagram size of edge and players (default 65000: loopback's MTU is 64 KiB)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="abr-bench-load-"))
     try:
