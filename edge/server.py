@@ -31,6 +31,8 @@ log = logging.getLogger("abrstack.edge")
 
 UDP_BUFFER_BYTES = 4 * 2**20
 BACKLOG = 1024
+DRAIN_S = 2
+"""Seconds a stopping worker waits for open TCP connections to finish."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def tcp_server(app: EdgeApp, sock: socket.socket, cfg: ServerConfig,
 
     host, port = sock.getsockname()[:2]
     tls = certfile is not None
-    return OnSocket(
+    server = OnSocket(
         app, address=host, port=port, interface=Interfaces.ASGINL,
         http=HTTPModes.auto if tls else HTTPModes.http1, websockets=False, backlog=BACKLOG,
         http1_settings=HTTP1Settings(
@@ -192,6 +194,8 @@ def tcp_server(app: EdgeApp, sock: socket.socket, cfg: ServerConfig,
                                                    "loggers": {}},
         ssl_cert=certfile, ssl_key=keyfile,
         ssl_protocol_min=SSLProtocols.tls12)
+    server.workers_kill_timeout = DRAIN_S  # open keep-alive connections: stop waiting
+    return server
 
 
 def resolve_cert(cfg: ServerConfig) -> tuple[Path, Path]:
@@ -244,9 +248,17 @@ async def serve(cfg: ServerConfig, *, sockets: Any = None, ports: BoundPorts | N
         ready(ports, app)
     hc = hypercorn_config(cfg, certfile, keyfile)
     quic_app = wrap_app(_without_lifespan(app), hc.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    if shutdown is None:
+        shutdown = _signalled()
+
+    async def stop_all() -> None:
+        await shutdown()
+        for s in servers:  # both drain at once
+            s.stop()
+
     try:
         await worker_serve(quic_app, hc, sockets=Sockets([], [], sockets.quic_sockets),
-                           shutdown_trigger=shutdown)
+                           shutdown_trigger=stop_all)
     finally:
         for s in servers:
             s.stop()
@@ -254,6 +266,16 @@ async def serve(cfg: ServerConfig, *, sockets: Any = None, ports: BoundPorts | N
         for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
             sock.close()
         await app.shutdown()
+
+
+def _signalled() -> Callable[[], Awaitable[Any]]:
+    """A shutdown trigger set by SIGINT or SIGTERM (main thread only)."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stopping.set)
+    return stopping.wait
 
 
 def _without_lifespan(app: EdgeApp) -> Callable[..., Awaitable[None]]:

@@ -118,3 +118,20 @@ def test_h2_many_concurrent_large_streams_on_one_connection(origin: Any, edge_fa
             out = subprocess.run(["curl", "-sk", "--http2", f"{edge.https}/big1"],
                                  capture_output=True, timeout=20).stdout
             assert out == bytes([1]) * 3 + BODY
+
+
+def test_stopping_does_not_wait_for_idle_keep_alive_connections(origin: Any,
+                                                                edge_factory: Any) -> None:
+    """A client holding an HTTP/2 and an HTTP/1.1 connection open (answering PINGs) does
+    not keep a stopping edge from stopping (granian drains for at most DRAIN_S)."""
+    from edge.server import DRAIN_S
+
+    state, url = origin
+    state.objects["/k"] = Obj(b"k", SEG)
+    with httpx.Client(http2=True, verify=False) as h2, httpx.Client() as h1:
+        edge = edge_factory([url])
+        with edge as e:
+            assert h2.get(e.https + "/k").http_version == "HTTP/2"
+            assert h1.get(e.http + "/k").status_code == 200
+            t0 = time.monotonic()
+        assert time.monotonic() - t0 < DRAIN_S + 2.5
