@@ -228,8 +228,8 @@ class H3Client:
                         yield item
                     elif not got_headers:
                         got_headers = True
-                        hd = {k.decode(): v.decode() for k, v in item.headers}
                         if on_headers is not None:
+                            hd = {k.decode(): v.decode() for k, v in item.headers}
                             on_headers(int(hd.pop(":status", "0")), hd)
                 if st.ended:
                     if not got_headers:

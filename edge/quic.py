@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import re
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -111,6 +112,7 @@ def patch_aioquic() -> None:
     _patch_copies()
     _patch_write_application()
     _patch_header_checks()
+    _patch_h3_per_request()
 
 
 class _Chunks:
@@ -272,6 +274,213 @@ def _patch_header_checks() -> None:
     h3c.validate_header_value = validate_header_value
 
 
+_HEADER_CACHE_MAX = 4096
+"""Header (name, value) pairs remembered as valid before the cache is emptied."""
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    """QUIC variable-length integer at ``pos``: (value, next position), or None if cut."""
+    if pos >= len(data):
+        return None
+    first = data[pos]
+    n = 1 << (first >> 6)
+    if pos + n > len(data):
+        return None
+    value = first & 0x3F
+    for i in range(pos + 1, pos + n):
+        value = (value << 8) | data[i]
+    return value, pos + n
+
+
+def _patch_h3_per_request() -> None:
+    """Per-request costs of aioquic's HTTP/3 layer, same behaviour and errors:
+
+    - ``validate_headers``: each (name, value) pair that passed the name and value
+      checks is remembered (bounded), so a response's or request's usual headers are
+      not checked byte by byte again; a remembered plain header (no pseudo-header, no
+      content-length/te/connection-specific name) is only a set look-up. The response
+      ``:status`` is read from the first header (validation guarantees it) rather than
+      from a dict of every header.
+    - ``H3Connection._get_or_create_stream``: a small object instead of a
+      ``contextlib.contextmanager`` generator (3-4 per request on each end).
+    - ``_receive_request_or_push_data``: a DATA frame payload that ends the data
+      received is delivered as a slice of it (aioquic copied the stream buffer into a
+      Buffer, then each frame out of it); a chunk that completes the open DATA frame
+      is delivered as is.
+    """
+    import aioquic.h3.connection as h3c
+
+    message_error = h3c.MessageError
+    connection_specific = h3c.CONNECTION_SPECIFIC_HEADERS
+    validate_name = h3c.validate_header_name
+    validate_value = h3c.validate_header_value
+    cache: dict[Any, bool] = {}  # pair -> True: plain regular header, False: needs logic
+    special = frozenset((b"content-length", b"te")) | connection_specific
+
+    def validate_headers(headers: Any, *, allow_te: bool = False,
+                         allowed_pseudo_headers: frozenset[bytes],
+                         required_pseudo_headers: frozenset[bytes],
+                         stream: Any = None) -> None:
+        after_pseudo_headers = False
+        authority: bytes | None = None
+        path: bytes | None = None
+        scheme: bytes | None = None
+        seen_pseudo_headers: set[bytes] = set()
+        for pair in headers:
+            known = cache.get(pair) if type(pair) is tuple else None
+            if known:
+                after_pseudo_headers = True
+                continue
+            key, value = pair
+            if known is None:
+                validate_name(key)
+                validate_value(key, value)
+                if type(pair) is tuple:
+                    if len(cache) >= _HEADER_CACHE_MAX:
+                        cache.clear()
+                    cache[pair] = not key.startswith(b":") and key not in special
+                    if cache[pair]:
+                        after_pseudo_headers = True
+                        continue
+            if key.startswith(b":"):
+                if after_pseudo_headers:
+                    raise message_error(
+                        f"Pseudo-header {key!r} is not allowed after regular headers")
+                if key not in allowed_pseudo_headers:
+                    raise message_error(f"Pseudo-header {key!r} is not valid")
+                if key in seen_pseudo_headers:
+                    raise message_error(f"Pseudo-header {key!r} is included twice")
+                seen_pseudo_headers.add(key)
+                if key == b":authority":
+                    authority = value
+                elif key == b":path":
+                    path = value
+                elif key == b":scheme":
+                    scheme = value
+            else:
+                after_pseudo_headers = True
+                if key == b"content-length":
+                    try:
+                        content_length = int(value)
+                        if content_length < 0:
+                            raise ValueError
+                    except ValueError:
+                        raise message_error(
+                            "content-length is not a non-negative integer") from None
+                    if stream:
+                        stream.expected_content_length = content_length
+                elif key == b"te" and allow_te:
+                    if value.lower() != b"trailers":
+                        raise message_error(f"Header {key!r} value is not trailers")
+                elif key in connection_specific:
+                    raise message_error(f"Header {key!r} is connection-specific")
+        missing = required_pseudo_headers.difference(seen_pseudo_headers)
+        if missing:
+            raise message_error(f"Pseudo-headers {sorted(missing)} are missing")
+        if scheme in (b"http", b"https"):
+            if not authority:
+                raise message_error("Pseudo-header b':authority' cannot be empty")
+            if not path:
+                raise message_error("Pseudo-header b':path' cannot be empty")
+
+    request_allowed = frozenset((b":method", b":scheme", b":authority", b":path",
+                                 b":protocol"))
+    request_required = frozenset((b":method", b":authority"))
+    status_only = frozenset((b":status",))
+
+    def validate_request_headers(headers: Any, stream: Any = None) -> None:
+        validate_headers(headers, allow_te=True, allowed_pseudo_headers=request_allowed,
+                         required_pseudo_headers=request_required, stream=stream)
+
+    def validate_response_headers(headers: Any, stream: Any = None) -> None:
+        validate_headers(headers, allowed_pseudo_headers=status_only,
+                         required_pseudo_headers=status_only, stream=stream)
+        status = headers[0][1]  # the only pseudo-header, required, before the others
+        if len(status) != 3 or not status.isdigit():
+            raise message_error(f"Pseudo-header b':status' has invalid value {status!r}")
+        if status == b"101":
+            raise message_error("Pseudo-header b':status' cannot be 101")
+
+    h3c.validate_headers = validate_headers
+    h3c.validate_request_headers = validate_request_headers
+    h3c.validate_response_headers = validate_response_headers
+
+    h3_stream = h3c.H3Stream
+    is_uni = h3c.stream_is_unidirectional
+    is_client_initiated = h3c.stream_is_client_initiated
+
+    class _StreamScope:
+        __slots__ = ("streams", "stream_id", "stream")
+
+        def __init__(self, streams: dict[int, Any], stream_id: int, stream: Any) -> None:
+            self.streams = streams
+            self.stream_id = stream_id
+            self.stream = stream
+
+        def __enter__(self) -> Any:
+            return self.stream
+
+        def __exit__(self, *exc: object) -> None:
+            if self.stream.is_ended():
+                self.streams.pop(self.stream_id)
+
+    def _get_or_create_stream(self: Any, stream_id: int) -> _StreamScope:
+        streams = self._stream
+        stream = streams.get(stream_id)
+        if stream is None:
+            stream = h3_stream(stream_id)
+            if is_uni(stream_id):
+                if is_client_initiated(stream_id) == self._is_client:
+                    stream.receiving_ended = True
+                else:
+                    stream.sending_ended = True
+            streams[stream_id] = stream
+        return _StreamScope(streams, stream_id, stream)
+
+    h3c.H3Connection._get_or_create_stream = _get_or_create_stream  # type: ignore[method-assign,assignment]
+
+    receive = h3c.H3Connection._receive_request_or_push_data
+    data_type = h3c.FrameType.DATA
+    headers_type = h3c.FrameType.HEADERS
+
+    def _receive_request_or_push_data(self: Any, stream: Any, data: bytes,
+                                      stream_ended: bool) -> list[Any]:
+        if len(data) < 2048 or stream.blocked or stream.buffer or type(data) is not bytes:
+            return receive(self, stream, data, stream_ended)
+        if stream.frame_size is not None:
+            if stream.frame_type == data_type and stream.frame_size == len(data):
+                # the rest of the open DATA frame, exactly
+                if stream_ended:
+                    stream.receiving_ended = True
+                stream.frame_size = None
+                stream.frame_type = None
+                return self._handle_request_or_push_frame(  # type: ignore[no-any-return]
+                    frame_type=data_type, frame_data=data, stream=stream,
+                    stream_ended=stream.receiving_ended)
+            return receive(self, stream, data, stream_ended)
+        # at a frame boundary: find a DATA frame whose payload reaches the end
+        pos = 0
+        for _ in range(8):
+            got = _read_varint(data, pos)
+            got_len = _read_varint(data, got[1]) if got is not None else None
+            if got is None or got_len is None:
+                break
+            frame_type, (length, start) = got[0], got_len
+            if frame_type != data_type and frame_type != headers_type:
+                break
+            if start + length < len(data):
+                pos = start + length
+                continue
+            if frame_type == data_type and len(data) - start >= 2048:
+                events = receive(self, stream, data[:start], False)
+                return events + _receive_request_or_push_data(
+                    self, stream, data[start:], stream_ended)
+            break
+        return receive(self, stream, data, stream_ended)
+
+    h3c.H3Connection._receive_request_or_push_data = _receive_request_or_push_data  # type: ignore[method-assign]
+
+
 def _patch_copies() -> None:
     """Fewer copies of packet payloads (each was copied ~10 times on the way out):
 
@@ -422,7 +631,28 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350) -> None:
     )
     from hypercorn.asyncio.udp_server import UDPServer
     from hypercorn.events import RawData
+    from hypercorn.protocol.events import Response
     from hypercorn.protocol.h3 import H3Protocol
+
+    dated: dict[int, tuple[int, list[tuple[bytes, bytes]]]] = {}
+
+    class TunedH3Protocol(H3Protocol):
+        """hypercorn's, with the server's response headers (``date`` etc.) built once
+        per second rather than per response (``date`` has a one-second resolution)."""
+
+        async def stream_send(self, event: Any) -> None:
+            if type(event) is Response:
+                config = self.config
+                now = int(time.time())
+                got = dated.get(id(config))
+                if got is None or got[0] != now:
+                    got = dated[id(config)] = (now, config.response_headers("h3"))
+                self.connection.send_headers(
+                    event.stream_id,
+                    [(b":status", b"%d" % event.status_code), *event.headers, *got[1]])
+                await self.send()
+            else:
+                await super().stream_send(event)
 
     class TunedQuicProtocol(hquic.QuicProtocol):
         """Batches datagrams (one send per connection per batch) and arms the QUIC timer
@@ -544,7 +774,7 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350) -> None:
                         del self.connections[cid]
                     connection.cids = set()
                 elif isinstance(event, ProtocolNegotiated):
-                    connection.h3 = H3Protocol(
+                    connection.h3 = TunedH3Protocol(
                         self.app, self.config, self.context, self.task_group, self.state,
                         client, self.server, quic, partial(self.send_all, connection))
                 elif isinstance(event, ConnectionIdIssued):

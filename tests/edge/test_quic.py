@@ -113,3 +113,79 @@ def test_header_value_checks(value: bytes, ok: bool) -> None:
     else:
         with pytest.raises(h3c.MessageError):
             h3c.validate_header_value(b"k", value)
+
+
+def _h3_client() -> Any:
+    from aioquic.h3.connection import H3_ALPN, H3Connection
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+
+    patch_aioquic()
+    quic = QuicConnection(configuration=QuicConfiguration(is_client=True,
+                                                          alpn_protocols=H3_ALPN))
+    return H3Connection(quic)
+
+
+def _response_bytes(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    import pylsqpack
+    from aioquic.buffer import encode_uint_var
+
+    _, block = pylsqpack.Encoder().encode(0, headers)
+    return (encode_uint_var(1) + encode_uint_var(len(block)) + block
+            + encode_uint_var(0) + encode_uint_var(len(body)) + body)
+
+
+@pytest.mark.parametrize("cuts", [[], [3000], [50, 70000], [20, 4000, 99000, 100010]])
+def test_h3_response_data_any_split(cuts: list[int]) -> None:
+    """The DATA fast paths deliver the same headers and body however the stream data
+    is cut (HEADERS, DATA header and payload in one chunk, the rest exactly, etc.)."""
+    from aioquic.h3.events import DataReceived, HeadersReceived
+    from aioquic.quic.events import StreamDataReceived
+
+    body = random.Random(2).randbytes(100_000)
+    hs = [(b":status", b"200"), (b"content-length", b"100000"), (b"x-cache", b"HIT")]
+    wire = _response_bytes(body, hs)
+    h3 = _h3_client()
+    got, headers, ended = [], [], False
+    edges = [0, *cuts, len(wire)]
+    for i, (a, b) in enumerate(zip(edges, edges[1:], strict=False)):
+        for ev in h3.handle_event(StreamDataReceived(data=wire[a:b], stream_id=0,
+                                                     end_stream=i == len(edges) - 2)):
+            if isinstance(ev, HeadersReceived):
+                headers.append(ev.headers)
+            elif isinstance(ev, DataReceived):
+                got.append(ev.data)
+                ended = ended or ev.stream_ended
+    assert headers == [hs] and b"".join(got) == body and ended
+
+
+def test_h3_header_checks_remembered_and_still_strict() -> None:
+    """Valid headers are remembered; what aioquic rejects is still rejected."""
+    from aioquic.h3 import connection as h3c
+
+    patch_aioquic()
+    ok = [(b":status", b"200"), (b"x-a", b"1"), (b"content-length", b"5")]
+    for _ in range(3):
+        stream = h3c.H3Stream(0)
+        h3c.validate_response_headers(ok, stream)
+        assert stream.expected_content_length == 5
+    bad = {
+        "not allowed after regular": [(b"x-a", b"1"), (b":status", b"200")],
+        "invalid characters": [(b":status", b"200"), (b"X-A", b"1")],
+        "forbidden characters": [(b":status", b"200"), (b"x-a", b"1\n")],
+        "connection-specific": [(b":status", b"200"), (b"connection", b"close")],
+        "non-negative integer": [(b":status", b"200"), (b"content-length", b"-1")],
+        "invalid value": [(b":status", b"20x"), (b"x-a", b"1")],
+        "cannot be 101": [(b":status", b"101")],
+        "missing": [(b"x-a", b"1")],
+    }
+    for _ in range(2):
+        for message, hs in bad.items():
+            with pytest.raises(h3c.MessageError, match=message):
+                h3c.validate_response_headers(hs)
+    with pytest.raises(h3c.MessageError, match="not trailers"):
+        h3c.validate_request_headers([(b":method", b"GET"), (b":authority", b"a"),
+                                      (b"te", b"gzip")])
+    h3c.validate_request_headers([(b":method", b"GET"), (b":authority", b"a"),
+                                  (b":path", b"/"), (b":scheme", b"https"),
+                                  (b"te", b"trailers")])
