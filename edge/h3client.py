@@ -31,8 +31,7 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent
 
-_READ_BATCH = 64
-"""Datagrams read per readiness event."""
+from edge.quic import read_datagrams_directly, recv_batch
 
 
 @dataclass
@@ -108,38 +107,16 @@ class _Protocol(QuicConnectionProtocol):
         control) when the QUIC timer is due, not after each datagram: asyncio reads one
         datagram per loop iteration and aioquic transmits after each, which made the
         client CPU-bound. Falls back to asyncio's path where that is not possible."""
-        transport: Any = self._transport
-        sock = getattr(transport, "_sock", None)
-        if transport is None or not isinstance(sock, socket.socket):
-            return
-        add_reader = getattr(self._loop, "_add_reader", None)  # asyncio's selector loops
-        if add_reader is None:  # e.g. uvloop: asyncio's path
-            return
-        try:
-            transport.pause_reading()
-            add_reader(sock.fileno(), self._read_ready)
-        except Exception:
-            with contextlib.suppress(Exception):
-                transport.resume_reading()
-            return
-        self._sock = sock
+        self._sock = read_datagrams_directly(self._transport, self._loop, self._read_ready)
 
     def _read_ready(self) -> None:
         assert self._sock is not None
-        recvfrom = self._sock.recvfrom
         quic = self._quic
         clock = self._loop.time
-        n = 0
-        try:
-            for _ in range(_READ_BATCH):
-                data, addr = recvfrom(65536)
-                quic.receive_datagram(data, addr, now=clock())
-                n += 1
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            pass
-        if not n:
+        batch = recv_batch(self._sock)
+        for data, addr in batch:
+            quic.receive_datagram(data, addr, now=clock())
+        if not batch:
             return
         self._process_events()
         timer_at = quic.get_timer()

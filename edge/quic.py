@@ -41,6 +41,41 @@ _aioquic_patched = False
 _settings = {"max_datagram_bytes": 1350}
 
 
+def read_datagrams_directly(transport: Any, loop: Any,
+                            on_readable: Callable[[], None]) -> socket.socket | None:
+    """Take over the reads of an asyncio datagram transport: ``on_readable`` runs on each
+    readiness event and reads the socket itself (with :func:`recv_batch`); asyncio reads
+    one datagram per loop iteration. Returns the socket, or None where that is not
+    possible (a loop without asyncio's ``_add_reader``, e.g. uvloop): asyncio's path
+    stays in place."""
+    sock = getattr(transport, "_sock", None)
+    if transport is None or not isinstance(sock, socket.socket):
+        return None
+    add_reader = getattr(loop, "_add_reader", None)  # loop.add_reader refuses a transport's fd
+    if add_reader is None:
+        return None
+    try:
+        transport.pause_reading()
+        add_reader(sock.fileno(), on_readable)
+    except Exception:
+        with contextlib.suppress(Exception):
+            transport.resume_reading()
+        return None
+    return sock
+
+
+def recv_batch(sock: socket.socket) -> list[tuple[bytes, Any]]:
+    """Every datagram waiting on ``sock`` (at most ``_READ_BATCH``)."""
+    recvfrom = sock.recvfrom
+    batch = []
+    try:
+        for _ in range(_READ_BATCH):
+            batch.append(recvfrom(65536))
+    except OSError:  # BlockingIOError: drained; others: as asyncio, drop and go on
+        pass
+    return batch
+
+
 def patch_aioquic() -> None:
     """Patch aioquic's QuicConnection (both ends; idempotent, safe on any path).
 
@@ -801,34 +836,11 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350) -> None:
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            sock = getattr(transport, "_sock", None)
-            if not isinstance(sock, socket.socket):
-                return
-            # loop.add_reader refuses a transport's fd; asyncio's own transports use
-            # _add_reader. Other loops (uvloop) keep asyncio's one-datagram path.
-            add_reader = getattr(self.loop, "_add_reader", None)
-            if add_reader is None:
-                return
-            try:
-                transport.pause_reading()
-                add_reader(sock.fileno(), self._read_ready)
-            except Exception:
-                with contextlib.suppress(Exception):
-                    transport.resume_reading()
-                return
-            self._sock = sock
+            self._sock = read_datagrams_directly(transport, self.loop, self._read_ready)
 
         def _read_ready(self) -> None:
             assert self._sock is not None
-            recvfrom = self._sock.recvfrom
-            batch = []
-            try:
-                for _ in range(_READ_BATCH):
-                    batch.append(recvfrom(65536))
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                pass
+            batch = recv_batch(self._sock)
             if batch and self._backlog < _MAX_BACKLOG:
                 self._backlog += len(batch)
                 self.protocol_queue.put_nowait(batch)
