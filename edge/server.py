@@ -54,9 +54,12 @@ class ServerConfig:
     workers: int = 1
     """Worker processes sharing the ports (SO_REUSEPORT) and the disk cache."""
     header_timeout_s: float = 5.0
-    """A connection that has not sent a complete request head within this closes."""
+    """A connection that has not sent a complete request head within this closes; an
+    HTTP/2 connection is also pinged after this much silence and closed when the PING is
+    not answered within it."""
     max_header_bytes: int = 16 * 1024
-    """Largest request head accepted over HTTP/1.1 (h11 ``max_incomplete_event_size``)."""
+    """Largest request head accepted: granian's HTTP/1.1 read buffer (at least 8 KiB) and
+    HTTP/2 header list size."""
     access_log: str | None = "-"
     """Where the JSON access log goes: "-" stderr, a file path, or None."""
     quic_max_datagram_bytes: int = 1350
@@ -67,7 +70,7 @@ class ServerConfig:
     """"asyncio", "uvloop" (must be installed) or "auto" (uvloop when installed); uvloop
     gave no clear gain in A/B runs here (loaded machine), so it is not a dependency."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Further hypercorn Config attributes (tests and benchmarks)."""
+    """Further hypercorn Config attributes for the QUIC side (tests and benchmarks)."""
 
 
 @dataclass(frozen=True)
