@@ -59,8 +59,7 @@ def reference_style_decision(sizes: list[list[int]], index: int, buffer_s: float
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    shared = ROOT.parent / "shared" / "data" / "traces" / "fcc"
-    ap.add_argument("--traces", type=Path, default=shared if shared.is_dir() else DATA_DIR / "traces" / "fcc")
+    ap.add_argument("--traces", type=Path, default=ROOT / "data" / "traces" / "fcc")
     ap.add_argument("--seconds", type=float, default=2.0, help="CPU seconds per algorithm (at least one pass)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()

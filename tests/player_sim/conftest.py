@@ -9,7 +9,7 @@ import pytest
 from player_sim.traces import Trace, parse_cooked
 from player_sim.video import Video, make_video
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / "data"
 
 
 def constant_trace(mbps: float, seconds: int = 200, name: str = "const") -> Trace:
@@ -26,7 +26,5 @@ def tiny_video() -> Video:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The shared reference data (traces, videos); tests that need it skip without it."""
-    if not (SHARED / "traces" / "fcc").is_dir():
-        pytest.skip("../shared/data is not available")
+    """The reference data shipped in the repo (``data/``: traces, videos)."""
     return SHARED
