@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import time
@@ -29,6 +30,8 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+
+from edge.handshakes import Admit, HandshakeBudget, HandshakeLimits
 
 _TRIM_THRESHOLD = 32 * 2**20
 _READ_BATCH = 64
@@ -39,6 +42,7 @@ _MAX_BACKLOG = 4096
 _patched = False
 _aioquic_patched = False
 _settings = {"max_datagram_bytes": 1350}
+_settings_limits = {"handshakes": HandshakeLimits()}
 
 
 def read_datagrams_directly(transport: Any, loop: Any,
@@ -646,11 +650,15 @@ def _keep_freed_heap() -> None:
             libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD)
 
 
-def apply_quic_tuning(quic_max_datagram_bytes: int = 1350) -> None:
+def apply_quic_tuning(quic_max_datagram_bytes: int = 1350,
+                      handshakes: HandshakeLimits | None = None) -> None:
     """Patch hypercorn's QUIC server (once); connections accepted from now on send
-    datagrams of up to ``quic_max_datagram_bytes``."""
+    datagrams of up to ``quic_max_datagram_bytes`` and servers started from now on bound
+    unfinished handshakes by ``handshakes``."""
     global _patched
     _settings["max_datagram_bytes"] = quic_max_datagram_bytes
+    if handshakes is not None:
+        _settings_limits["handshakes"] = handshakes
     if _patched:
         return
     _patched = True
@@ -662,8 +670,10 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350) -> None:
         ConnectionIdIssued,
         ConnectionIdRetired,
         ConnectionTerminated,
+        HandshakeCompleted,
         ProtocolNegotiated,
     )
+    from aioquic.quic.retry import QuicRetryTokenHandler
     from hypercorn.asyncio.udp_server import UDPServer
     from hypercorn.events import RawData
     from hypercorn.protocol.events import Response
@@ -701,6 +711,9 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350) -> None:
             self.quic_config.idle_timeout = 30.0
             self.loop = asyncio.get_running_loop()
             self.sendto: Callable[[bytes, Any], None] | None = None
+            self.budget = HandshakeBudget(_settings_limits["handshakes"])
+            self.retry = QuicRetryTokenHandler()
+            self.handshaking: dict[int, Any] = {}
 
         def _receive(self, data: bytes, address: Any) -> Any:
             """Feed one datagram to its connection (creating it on an Initial); returns
@@ -726,21 +739,77 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350) -> None:
             if (connection is None and len(data) >= 1200
                     and header.packet_type == PACKET_TYPE_INITIAL
                     and not self.context.terminated.is_set()):
-                quic = hquic.QuicConnection(
-                    configuration=self.quic_config,
-                    original_destination_connection_id=header.destination_cid)
-                connection = hquic._Connection(  # noqa: SLF001
-                    cids={header.destination_cid, quic.host_cid}, quic=quic,
-                    task=self.context.single_task_class())
-                connection.timer = None  # type: ignore[attr-defined]
-                connection.timer_at = None  # type: ignore[attr-defined]
-                connection.flush_pending = False  # type: ignore[attr-defined]
-                self.connections[header.destination_cid] = connection
-                self.connections[quic.host_cid] = connection
+                return self._open(data, address, header)
             if connection is None:
                 return None
             connection.quic.receive_datagram(data, address, now=self.loop.time())
             return connection
+
+        def _open(self, data: bytes, address: Any, header: Any) -> Any:
+            """A new connection's Initial: admitted (RFC 9000 §8.1, edge.handshakes),
+            and kept only if it decrypts and gets an answer."""
+            from aioquic.quic.packet import encode_quic_retry
+
+            now = self.loop.time()
+            for key in self.budget.expired(now):
+                self._forget(self.handshaking.pop(key))
+            source = str(address[0])
+            original_cid, retry_cid = header.destination_cid, None
+            valid_token = False
+            if header.token:
+                try:
+                    original_cid = self.retry.validate_token(
+                        address=address, destination_cid=header.destination_cid,
+                        token=header.token, now=now)
+                    retry_cid, valid_token = header.destination_cid, True
+                except ValueError:
+                    return None  # a forged or expired token: no state, no answer
+            verdict = self.budget.admit(source, valid_token)
+            if verdict is Admit.DROP:
+                return None
+            if verdict is Admit.RETRY:
+                source_cid = os.urandom(8)
+                return encode_quic_retry(
+                    version=header.version, source_cid=source_cid,
+                    destination_cid=header.source_cid,
+                    original_destination_cid=header.destination_cid,
+                    retry_token=self.retry.create_token(
+                        address=address, original_destination_connection_id=header.destination_cid,
+                        retry_source_connection_id=source_cid, now=now))
+            quic = hquic.QuicConnection(
+                configuration=self.quic_config,
+                original_destination_connection_id=original_cid,
+                retry_source_connection_id=retry_cid)
+            quic.receive_datagram(data, address, now=now)
+            first = quic.datagrams_to_send(now=now)
+            if not first:
+                return None  # did not decrypt (or said nothing we answer): keep nothing
+            connection = hquic._Connection(  # noqa: SLF001
+                cids={header.destination_cid, quic.host_cid}, quic=quic,
+                task=self.context.single_task_class())
+            connection.timer = None  # type: ignore[attr-defined]
+            connection.timer_at = None  # type: ignore[attr-defined]
+            connection.flush_pending = False  # type: ignore[attr-defined]
+            self.connections[header.destination_cid] = connection
+            self.connections[quic.host_cid] = connection
+            self.budget.started(id(connection), source, now)
+            self.handshaking[id(connection)] = connection
+            sendto = self.sendto
+            for out, addr in first:
+                if sendto is not None:
+                    sendto(out, addr)
+                else:  # pragma: no cover - run() sets sendto
+                    self.task_group.spawn(self.send, RawData(data=out, address=addr))
+            return connection
+
+        def _forget(self, connection: Any) -> None:
+            """Drop a connection's state (a handshake given up)."""
+            if connection.timer is not None:
+                connection.timer.cancel()
+                connection.timer = None
+            for cid in connection.cids:
+                self.connections.pop(cid, None)
+            connection.cids = set()
 
         async def handle(self, event: Any) -> None:
             if isinstance(event, RawData):
@@ -801,7 +870,12 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350) -> None:
             quic = connection.quic
             event = quic.next_event()
             while event is not None:
-                if isinstance(event, ConnectionTerminated):
+                if isinstance(event, HandshakeCompleted):
+                    self.budget.finished(id(connection))
+                    self.handshaking.pop(id(connection), None)
+                elif isinstance(event, ConnectionTerminated):
+                    self.budget.finished(id(connection))
+                    self.handshaking.pop(id(connection), None)
                     if connection.timer is not None:
                         connection.timer.cancel()
                         connection.timer = None
