@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from abrstack import httpsem
 from edge.collapse import Head, Inflight
 from edge.metrics import EdgeMetrics
 from edge.policy import (
@@ -33,7 +34,6 @@ from edge.policy import (
     Lookup,
     PathRejected,
     PolicyConfig,
-    RangeNotSatisfiable,
     cache_key,
     clean_headers,
     current_age_s,
@@ -41,12 +41,11 @@ from edge.policy import (
     judge,
     may_serve_stale_on_error,
     normalise_path,
-    not_modified_for,
     output_headers,
     parse_cache_control,
-    parse_range,
     prefetch_choice,
     refreshed,
+    representation,
     storable,
     validators,
 )
@@ -469,15 +468,23 @@ class EdgeApp:
         start, end, status = 0, None, head.status
         if head.status == 200 and head.content_length is not None:
             hs.append(("accept-ranges", "bytes"))
-            try:
-                rng = parse_range(req_headers.get("range"), head.content_length)
-            except RangeNotSatisfiable:
+            # RFC 9110 §13.2.2, §14: the same table as the origin (abrstack.httpsem).
+            lm = httpsem.parse_http_date(header(head.headers, "last-modified"))
+            rep = httpsem.Representation(  # §8.8.2.2: strong when a second older than now
+                head.content_length, header(head.headers, "etag"), lm,
+                lm is not None and int(self.clock()) >= lm + 1)
+            decision = httpsem.decide(ctx.scope["method"], req_headers, rep)
+            if decision.status == httpsem.RANGE_NOT_SATISFIABLE:
                 await self._send_416(ctx, head.content_length, "MISS" + tag)
                 return
+            if not decision.sends_body:
+                await self._send_unsent(ctx, decision.status, hs, "MISS" + tag)
+                return
+            rng = decision.byte_range
             if rng is not None:
-                status, start, end = 206, rng.start, rng.end + 1
+                status, start, end = 206, rng.first, rng.last + 1
                 hs += [("content-range", rng.content_range(head.content_length)),
-                       ("content-length", str(rng.length))]
+                       ("content-length", str(rng.length_bytes))]
             else:
                 hs.append(("content-length", str(head.content_length)))
         elif head.content_length is not None:
@@ -522,25 +529,21 @@ class EdgeApp:
         hs = [*fixed, ("age", str(int(current_age_s(entry, self.clock())))),
               ("x-cache", x_cache), ("via", self._via(ctx))]
         ctx.cache = x_cache
-        if entry.status == 200 and ("if-none-match" in req_headers
-                                    or "if-modified-since" in req_headers) \
-                and not_modified_for(entry, req_headers):
-            keep = {"etag", "last-modified", "cache-control", "expires", "vary"}
-            await ctx.send_full(304, [h for h in hs if h[0] in keep or h[0] in
-                                      {"age", "x-cache", "via"} or h[0].startswith("access-control")],
-                                b"")
-            return
         status, payload = entry.status, body
         if entry.status == 200:
             hs.append(("accept-ranges", "bytes"))
-            try:
-                rng = parse_range(req_headers.get("range"), len(body))
-            except RangeNotSatisfiable:
+            # RFC 9110 §13.2.2, §14: the same table as the origin (abrstack.httpsem).
+            decision = httpsem.decide(ctx.scope["method"], req_headers, representation(entry))
+            if decision.status == httpsem.RANGE_NOT_SATISFIABLE:
                 await self._send_416(ctx, len(body), x_cache)
                 return
+            if not decision.sends_body:
+                await self._send_unsent(ctx, decision.status, hs, x_cache)
+                return
+            rng = decision.byte_range
             if rng is not None:
                 status = 206
-                payload = body[rng.start:rng.end + 1]
+                payload = body[rng.first:rng.last + 1]
                 hs.append(("content-range", rng.content_range(len(body))))
         if (len(payload) <= FIRST_CHUNK_BYTES or ctx.scope["method"] == "HEAD"
                 or self._active < CROWD_REQUESTS):
@@ -559,8 +562,22 @@ class EdgeApp:
 
     async def _send_416(self, ctx: _Ctx, size: int, x_cache: str) -> None:
         ctx.cache = x_cache
-        await ctx.send_full(416, [("content-range", f"bytes */{size}"), ("x-cache", x_cache)],
-                            b"")
+        # RFC 9110 §15.5.17: Content-Range names the current length.
+        await ctx.send_full(416, [("content-range", f"bytes */{size}"), ("x-cache", x_cache),
+                                  ("cache-control", "no-cache")], b"")
+
+    async def _send_unsent(self, ctx: _Ctx, status: int, hs: list[tuple[str, str]],
+                           x_cache: str) -> None:
+        """A 304 (RFC 9110 §15.4.5: the validators and caching fields) or a 412."""
+        ctx.cache = x_cache
+        if status == httpsem.NOT_MODIFIED:
+            keep = {"etag", "last-modified", "cache-control", "expires", "vary", "age",
+                    "x-cache", "via"}
+            await ctx.send_full(304, [h for h in hs if h[0] in keep
+                                      or h[0].startswith("access-control")], b"")
+            return
+        await ctx.send_full(status, [("cache-control", "no-cache"), ("x-cache", x_cache),
+                                     ("via", self._via(ctx))], b"")
 
     def _via(self, ctx: _Ctx) -> str:
         return f"{ctx.scope.get('http_version', '1.1')} {self.cfg.via_name}"
