@@ -69,6 +69,7 @@ _CORS_EXPOSE = "X-Cache, Age, Content-Range, Content-Length, Accept-Ranges, ETag
 _PROTOCOLS = {"1.0": "h1", "1.1": "h1", "2": "h2", "3": "h3"}
 FIRST_CHUNK_BYTES = 64 * 1024
 CROWD_REQUESTS = 64
+PURGE_TARGET_MAX_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -612,7 +613,7 @@ class EdgeApp:
         token = self.cfg.purge_token
         auth = ctx.headers.get("authorization", "")
         if not token:
-            await ctx.simple(403, "purge is disabled (no --purge-token)\n")
+            await ctx.simple(403, "purge is disabled (no --purge-token-file or ABR_EDGE_PURGE_TOKEN)\n")
             return
         given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if not hmac.compare_digest(given.encode(), token.encode()):
@@ -620,23 +621,31 @@ class EdgeApp:
                                       ("content-type", "text/plain")], b"bad or missing token\n")
             return
         body = await _read_body(receive, 64 * 1024)
-        args: dict[str, str] = dict(parse_qsl(query))
+        args: object = dict(parse_qsl(query))
         if body:
             try:
-                parsed = json.loads(body)
-                if isinstance(parsed, dict):
-                    args.update({k: str(v) for k, v in parsed.items()})
-            except ValueError:
-                await ctx.simple(400, "body must be JSON {\"path\": ...} or {\"prefix\": ...}\n")
-                return
-        target = args.get("path") or args.get("prefix")
-        if not target or not target.startswith("/"):
-            await ctx.simple(400, "give path=/... or prefix=/...\n")
+                args = json.loads(body)
+            except (ValueError, RecursionError):
+                args = None
+        if not isinstance(args, dict) or len(args) != 1 or not set(args) <= {"path", "prefix"}:
+            await ctx.simple(400, 'give exactly one of {"path": "/..."} or {"prefix": "/..."}\n')
             return
-        prefix = "prefix" in args and "path" not in args
-        if not prefix:
-            path, _, q = target.partition("?")
-            target = cache_key(path, q)
+        (kind, target), = args.items()
+        if not isinstance(target, str) or not target.startswith("/") \
+                or len(target) > PURGE_TARGET_MAX_CHARS:
+            await ctx.simple(400, f"{kind} must be a string starting with / "
+                                  f"of at most {PURGE_TARGET_MAX_CHARS} characters\n")
+            return
+        # The same normalisation as requests, so that every spelling of a path purges the
+        # object a request for it would have been served from (and the refused ones are 400).
+        raw_path, _, q = target.partition("?")
+        try:
+            path = normalise_path(raw_path)
+        except (PathRejected, UnicodeDecodeError):
+            await ctx.simple(400, "bad path\n")
+            return
+        prefix = kind == "prefix"
+        target = cache_key(path, q) if q or not prefix else path
         n = await asyncio.to_thread(self.store.purge, target, prefix)
         await ctx.json(200, {"purged": n, "target": target, "prefix": prefix})
 
