@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from abrstack import httpsem
 from edge.collapse import Head, Inflight
 from edge.metrics import EdgeMetrics
 from edge.policy import (
@@ -33,7 +34,6 @@ from edge.policy import (
     Lookup,
     PathRejected,
     PolicyConfig,
-    RangeNotSatisfiable,
     cache_key,
     clean_headers,
     current_age_s,
@@ -41,12 +41,11 @@ from edge.policy import (
     judge,
     may_serve_stale_on_error,
     normalise_path,
-    not_modified_for,
     output_headers,
     parse_cache_control,
-    parse_range,
     prefetch_choice,
     refreshed,
+    representation,
     storable,
     validators,
 )
@@ -70,6 +69,7 @@ _CORS_EXPOSE = "X-Cache, Age, Content-Range, Content-Length, Accept-Ranges, ETag
 _PROTOCOLS = {"1.0": "h1", "1.1": "h1", "2": "h2", "3": "h3"}
 FIRST_CHUNK_BYTES = 64 * 1024
 CROWD_REQUESTS = 64
+PURGE_TARGET_MAX_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -469,15 +469,23 @@ class EdgeApp:
         start, end, status = 0, None, head.status
         if head.status == 200 and head.content_length is not None:
             hs.append(("accept-ranges", "bytes"))
-            try:
-                rng = parse_range(req_headers.get("range"), head.content_length)
-            except RangeNotSatisfiable:
+            # RFC 9110 §13.2.2, §14: the same table as the origin (abrstack.httpsem).
+            lm = httpsem.parse_http_date(header(head.headers, "last-modified"))
+            rep = httpsem.Representation(  # §8.8.2.2: strong when a second older than now
+                head.content_length, header(head.headers, "etag"), lm,
+                lm is not None and int(self.clock()) >= lm + 1)
+            decision = httpsem.decide(ctx.scope["method"], req_headers, rep)
+            if decision.status == httpsem.RANGE_NOT_SATISFIABLE:
                 await self._send_416(ctx, head.content_length, "MISS" + tag)
                 return
+            if not decision.sends_body:
+                await self._send_unsent(ctx, decision.status, hs, "MISS" + tag)
+                return
+            rng = decision.byte_range
             if rng is not None:
-                status, start, end = 206, rng.start, rng.end + 1
+                status, start, end = 206, rng.first, rng.last + 1
                 hs += [("content-range", rng.content_range(head.content_length)),
-                       ("content-length", str(rng.length))]
+                       ("content-length", str(rng.length_bytes))]
             else:
                 hs.append(("content-length", str(head.content_length)))
         elif head.content_length is not None:
@@ -522,25 +530,21 @@ class EdgeApp:
         hs = [*fixed, ("age", str(int(current_age_s(entry, self.clock())))),
               ("x-cache", x_cache), ("via", self._via(ctx))]
         ctx.cache = x_cache
-        if entry.status == 200 and ("if-none-match" in req_headers
-                                    or "if-modified-since" in req_headers) \
-                and not_modified_for(entry, req_headers):
-            keep = {"etag", "last-modified", "cache-control", "expires", "vary"}
-            await ctx.send_full(304, [h for h in hs if h[0] in keep or h[0] in
-                                      {"age", "x-cache", "via"} or h[0].startswith("access-control")],
-                                b"")
-            return
         status, payload = entry.status, body
         if entry.status == 200:
             hs.append(("accept-ranges", "bytes"))
-            try:
-                rng = parse_range(req_headers.get("range"), len(body))
-            except RangeNotSatisfiable:
+            # RFC 9110 §13.2.2, §14: the same table as the origin (abrstack.httpsem).
+            decision = httpsem.decide(ctx.scope["method"], req_headers, representation(entry))
+            if decision.status == httpsem.RANGE_NOT_SATISFIABLE:
                 await self._send_416(ctx, len(body), x_cache)
                 return
+            if not decision.sends_body:
+                await self._send_unsent(ctx, decision.status, hs, x_cache)
+                return
+            rng = decision.byte_range
             if rng is not None:
                 status = 206
-                payload = body[rng.start:rng.end + 1]
+                payload = body[rng.first:rng.last + 1]
                 hs.append(("content-range", rng.content_range(len(body))))
         if (len(payload) <= FIRST_CHUNK_BYTES or ctx.scope["method"] == "HEAD"
                 or self._active < CROWD_REQUESTS):
@@ -559,8 +563,22 @@ class EdgeApp:
 
     async def _send_416(self, ctx: _Ctx, size: int, x_cache: str) -> None:
         ctx.cache = x_cache
-        await ctx.send_full(416, [("content-range", f"bytes */{size}"), ("x-cache", x_cache)],
-                            b"")
+        # RFC 9110 §15.5.17: Content-Range names the current length.
+        await ctx.send_full(416, [("content-range", f"bytes */{size}"), ("x-cache", x_cache),
+                                  ("cache-control", "no-cache")], b"")
+
+    async def _send_unsent(self, ctx: _Ctx, status: int, hs: list[tuple[str, str]],
+                           x_cache: str) -> None:
+        """A 304 (RFC 9110 §15.4.5: the validators and caching fields) or a 412."""
+        ctx.cache = x_cache
+        if status == httpsem.NOT_MODIFIED:
+            keep = {"etag", "last-modified", "cache-control", "expires", "vary", "age",
+                    "x-cache", "via"}
+            await ctx.send_full(304, [h for h in hs if h[0] in keep
+                                      or h[0].startswith("access-control")], b"")
+            return
+        await ctx.send_full(status, [("cache-control", "no-cache"), ("x-cache", x_cache),
+                                     ("via", self._via(ctx))], b"")
 
     def _via(self, ctx: _Ctx) -> str:
         return f"{ctx.scope.get('http_version', '1.1')} {self.cfg.via_name}"
@@ -595,7 +613,7 @@ class EdgeApp:
         token = self.cfg.purge_token
         auth = ctx.headers.get("authorization", "")
         if not token:
-            await ctx.simple(403, "purge is disabled (no --purge-token)\n")
+            await ctx.simple(403, "purge is disabled (no --purge-token-file or ABR_EDGE_PURGE_TOKEN)\n")
             return
         given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if not hmac.compare_digest(given.encode(), token.encode()):
@@ -603,23 +621,31 @@ class EdgeApp:
                                       ("content-type", "text/plain")], b"bad or missing token\n")
             return
         body = await _read_body(receive, 64 * 1024)
-        args: dict[str, str] = dict(parse_qsl(query))
+        args: object = dict(parse_qsl(query))
         if body:
             try:
-                parsed = json.loads(body)
-                if isinstance(parsed, dict):
-                    args.update({k: str(v) for k, v in parsed.items()})
-            except ValueError:
-                await ctx.simple(400, "body must be JSON {\"path\": ...} or {\"prefix\": ...}\n")
-                return
-        target = args.get("path") or args.get("prefix")
-        if not target or not target.startswith("/"):
-            await ctx.simple(400, "give path=/... or prefix=/...\n")
+                args = json.loads(body)
+            except (ValueError, RecursionError):
+                args = None
+        if not isinstance(args, dict) or len(args) != 1 or not set(args) <= {"path", "prefix"}:
+            await ctx.simple(400, 'give exactly one of {"path": "/..."} or {"prefix": "/..."}\n')
             return
-        prefix = "prefix" in args and "path" not in args
-        if not prefix:
-            path, _, q = target.partition("?")
-            target = cache_key(path, q)
+        (kind, target), = args.items()
+        if not isinstance(target, str) or not target.startswith("/") \
+                or len(target) > PURGE_TARGET_MAX_CHARS:
+            await ctx.simple(400, f"{kind} must be a string starting with / "
+                                  f"of at most {PURGE_TARGET_MAX_CHARS} characters\n")
+            return
+        # The same normalisation as requests, so that every spelling of a path purges the
+        # object a request for it would have been served from (and the refused ones are 400).
+        raw_path, _, q = target.partition("?")
+        try:
+            path = normalise_path(raw_path)
+        except (PathRejected, UnicodeDecodeError):
+            await ctx.simple(400, "bad path\n")
+            return
+        prefix = kind == "prefix"
+        target = cache_key(path, q) if q or not prefix else path
         n = await asyncio.to_thread(self.store.purge, target, prefix)
         await ctx.json(200, {"purged": n, "target": target, "prefix": prefix})
 

@@ -37,9 +37,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--prefetch", type=int, default=2, metavar="K",
                    help="segments to prefetch after a segment request (default 2)")
-    p.add_argument("--purge-token", default=None,
-                   help="bearer token for POST /purge (default: env ABR_EDGE_PURGE_TOKEN; "
-                        "purge disabled when neither is set)")
+    p.add_argument("--purge-token-file", type=Path, default=None, metavar="FILE",
+                   help="file holding the bearer token for POST /purge (first line); else "
+                        "the environment variable ABR_EDGE_PURGE_TOKEN; purge is disabled "
+                        "when neither is set. The token is never an argument: argv shows "
+                        "in ps")
+    # The old flag is refused by name (argparse would otherwise take it as an abbreviation
+    # of --purge-token-file and read a file named like the token).
+    p.add_argument("--purge-token", action=_RefusedFlag, help=argparse.SUPPRESS)
     p.add_argument("--negative-ttl", type=float, default=5.0,
                    help="seconds a 404 is cached (default 5)")
     p.add_argument("--connect-timeout", type=float, default=2.0, help="origin connect timeout s")
@@ -85,7 +90,7 @@ def build_config(args: argparse.Namespace) -> Any:
     for f in (args.cert, args.key):
         if f is not None and not f.is_file():
             raise EdgeError(f"cannot read {f}.")
-    token = args.purge_token or os.environ.get("ABR_EDGE_PURGE_TOKEN") or None
+    token = _purge_token(args.purge_token_file)
     app = EdgeConfig(
         upstream=UpstreamConfig(tuple(args.origin), args.connect_timeout, args.read_timeout,
                                 args.retries),
@@ -101,6 +106,27 @@ def build_config(args: argparse.Namespace) -> Any:
         quic_max_datagram_bytes=args.quic_datagram, event_loop=args.loop,
         access_log=None if args.access_log == "off" else args.access_log,
     )
+
+
+class _RefusedFlag(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error("--purge-token is gone (argv shows in ps): use --purge-token-file FILE "
+                     "or the environment variable ABR_EDGE_PURGE_TOKEN")
+
+
+def _purge_token(path: Path | None) -> str | None:
+    """The purge token from ``--purge-token-file`` (first line) or ``$ABR_EDGE_PURGE_TOKEN``."""
+    if path is None:
+        return os.environ.get("ABR_EDGE_PURGE_TOKEN", "").strip() or None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeError(f"cannot read --purge-token-file {path}: {exc}.") from None
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise EdgeError(f"--purge-token-file {path} is empty.")
+    return token
 
 
 def _run(args: argparse.Namespace) -> int:

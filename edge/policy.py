@@ -5,7 +5,7 @@ clock seconds, the same scale as HTTP ``Date``) as an argument, so the policy is
 in memory with a fake clock and the shell (:mod:`edge.app`) only feeds it.
 
 References: RFC 9111 (HTTP caching), RFC 5861 (stale-while-revalidate, stale-if-error),
-RFC 8246 (immutable), RFC 9110 §14 (ranges), §13 (conditional requests),
+RFC 8246 (immutable), RFC 9110 §14 (ranges) and §13 (conditional requests) via :mod:`abrstack.httpsem`,
 CTA-5004 (CMCD).
 """
 
@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import cached_property
 from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+from abrstack.httpsem import Representation, parse_http_date
 
 # Response header names are lower-case everywhere in the edge.
 Headers = tuple[tuple[str, str], ...]
@@ -374,74 +376,16 @@ def output_headers(entry: Entry) -> Headers:
 
 # ------------------------------------------------------------ client conditionals
 
-def _etag_list(value: str) -> list[str]:
-    return [t.strip().removeprefix("W/") for t in value.split(",") if t.strip()]
+def representation(entry: Entry) -> Representation:
+    """A stored 200 as the shared HTTP rules (:mod:`abrstack.httpsem`) see it, so that the
+    edge answers conditionals and ranges exactly as the origin does (RFC 9110 §13, §14).
 
-
-def not_modified_for(entry: Entry, request_headers: Mapping[str, str]) -> bool:
-    """Does the client's conditional request match the stored entry? (RFC 9110 §13.2.2)."""
-    inm = request_headers.get("if-none-match")
-    if inm is not None:
-        if entry.etag is None:
-            return False
-        tags = _etag_list(inm)
-        return "*" in tags or entry.etag.removeprefix("W/") in tags
-    ims = http_date_s(request_headers.get("if-modified-since"))
-    lm = http_date_s(entry.last_modified)
-    return ims is not None and lm is not None and lm <= ims
-
-
-# ------------------------------------------------------------------------- ranges
-
-@dataclass(frozen=True)
-class ByteRange:
-    """A satisfiable single range ``[start, end]`` (inclusive) of an object."""
-
-    start: int
-    end: int
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start + 1
-
-    def content_range(self, size: int) -> str:
-        return f"bytes {self.start}-{self.end}/{size}"
-
-
-class RangeNotSatisfiable(ValueError):
-    """The range lies outside the object (answer 416)."""
-
-
-def parse_range(value: str | None, size_bytes: int) -> ByteRange | None:
-    """Parse a ``Range`` header against an object of ``size_bytes`` (RFC 9110 §14.1.2).
-
-    Returns None to serve the whole object (no header, a syntax error, a unit other than
-    bytes, or several ranges — a server MAY ignore Range); raises
-    :class:`RangeNotSatisfiable` when no byte of the range exists.
+    The stored headers keep no ``Date`` (hop-by-hop here), so the response time stands in
+    for it: Last-Modified is strong when it is at least one second earlier (§8.8.2.2).
     """
-    if not value:
-        return None
-    unit, _, spec = value.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first == "":
-            n = int(last)
-            if n <= 0:
-                raise RangeNotSatisfiable(value)
-            return ByteRange(max(0, size_bytes - n), size_bytes - 1)
-        start = int(first)
-        end = int(last) if last else size_bytes - 1
-    except ValueError:
-        return None
-    if start >= size_bytes:
-        raise RangeNotSatisfiable(value)
-    if start < 0 or end < start:
-        return None
-    return ByteRange(start, min(end, size_bytes - 1))
+    lm = parse_http_date(entry.last_modified)
+    strong = lm is not None and int(entry.response_time_s) >= lm + 1
+    return Representation(entry.size_bytes, entry.etag, lm, strong)
 
 
 # ------------------------------------------------------------------------ prefetch
@@ -642,10 +586,10 @@ def parse_size(text: str) -> int:
 
 
 __all__ = [
-    "ByteRange", "CircuitBreaker", "Entry", "LruIndex", "Lookup", "PathRejected",
-    "PolicyConfig", "RangeNotSatisfiable", "Verdict", "backoff_s", "cache_key",
+    "CircuitBreaker", "Entry", "LruIndex", "Lookup", "PathRejected",
+    "PolicyConfig", "Verdict", "backoff_s", "cache_key",
     "clean_headers", "current_age_s", "format_http_date", "freshness_lifetime_s", "judge",
-    "may_serve_stale_on_error", "next_segments", "normalise_path", "not_modified_for",
-    "parse_cache_control", "parse_cmcd", "parse_range", "parse_size", "prefetch_choice",
-    "refreshed", "storable", "validators",
+    "may_serve_stale_on_error", "next_segments", "normalise_path",
+    "parse_cache_control", "parse_cmcd", "parse_size", "prefetch_choice",
+    "refreshed", "representation", "storable", "validators",
 ]

@@ -27,6 +27,7 @@ import errno
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import IO, Final
 
@@ -78,7 +79,7 @@ async def send_file(
             return _error(404, "not found")
         facts = http_rules.FileFacts(size_bytes=st.st_size, mtime_ns=st.st_mtime_ns)
         fields = {f: request.headers[f] for f in _CONDITIONAL_FIELDS if f in request.headers}
-        decision = http_rules.decide(request.method, fields, facts)
+        decision = http_rules.decide(request.method, fields, facts, time.time())
         headers = {
             "ETag": facts.etag,
             "Last-Modified": facts.last_modified,

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from abrstack.httpsem import decide
 from edge.policy import (
     BreakerState,
-    ByteRange,
     CircuitBreaker,
     Entry,
     Lookup,
     LruIndex,
     PathRejected,
     PolicyConfig,
-    RangeNotSatisfiable,
     backoff_s,
     cache_key,
     clean_headers,
@@ -24,11 +23,10 @@ from edge.policy import (
     may_serve_stale_on_error,
     next_segments,
     normalise_path,
-    not_modified_for,
-    parse_range,
     parse_size,
     prefetch_choice,
     refreshed,
+    representation,
     storable,
     validators,
 )
@@ -152,24 +150,24 @@ def test_304_refreshes_headers_and_age() -> None:
 
 def test_client_conditionals() -> None:
     e = entry("max-age=1", etag='W/"v1"', last_modified=format_http_date(T0 - 100))
-    assert not_modified_for(e, {"if-none-match": '"v0", "v1"'})
-    assert not not_modified_for(e, {"if-none-match": '"v2"'})
-    assert not_modified_for(e, {"if-modified-since": format_http_date(T0)})
-    assert not not_modified_for(e, {"if-modified-since": format_http_date(T0 - 200)})
+    rep = representation(e)
+    assert decide("GET", {"if-none-match": '"v0", "v1"'}, rep).status == 304
+    assert decide("GET", {"if-none-match": '"v2"'}, rep).status == 200
+    assert decide("GET", {"if-modified-since": format_http_date(T0)}, rep).status == 304
+    assert decide("GET", {"if-modified-since": format_http_date(T0 - 200)}, rep).status == 200
+    # a weak ETag never passes If-Match (RFC 9110 §13.1.1)
+    assert decide("GET", {"if-match": 'W/"v1"'}, rep).status == 412
+    assert decide("GET", {"if-unmodified-since": format_http_date(T0 - 200)}, rep).status == 412
 
 
-def test_ranges() -> None:
-    assert parse_range(None, 100) is None
-    assert parse_range("bytes=0-9", 100) == ByteRange(0, 9)
-    assert parse_range("bytes=90-", 100) == ByteRange(90, 99)
-    assert parse_range("bytes=-10", 100) == ByteRange(90, 99)
-    assert parse_range("bytes=50-500", 100) == ByteRange(50, 99)
-    assert parse_range("bytes=0-1,5-6", 100) is None
-    assert parse_range("items=0-1", 100) is None
-    assert parse_range("bytes=5-1", 100) is None
-    with pytest.raises(RangeNotSatisfiable):
-        parse_range("bytes=100-", 100)
-    assert ByteRange(0, 9).content_range(100) == "bytes 0-9/100"
+def test_ranges_on_a_stored_entry() -> None:
+    e = entry("max-age=1", etag='"v1"', last_modified=format_http_date(T0 - 100))
+    rep = representation(e)
+    assert rep.last_modified_strong  # stored 100 s after Last-Modified (§8.8.2.2)
+    assert decide("GET", {"range": "bytes=-0"}, rep).status == 416
+    assert decide("GET", {"range": "bytes=1_0-2_0"}, rep).status == 200
+    assert decide("GET", {"range": "bytes=0-9", "if-range": '"v0"'}, rep).status == 200
+    assert decide("GET", {"range": "bytes=0-9", "if-range": '"v1"'}, rep).status == 206
 
 
 def test_prefetch_next_segments_and_cmcd_nor() -> None:
