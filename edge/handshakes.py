@@ -51,7 +51,7 @@ class HandshakeBudget:
     """Bookkeeping of unfinished handshakes by connection key and source."""
 
     limits: HandshakeLimits = field(default_factory=HandshakeLimits)
-    _started: dict[object, tuple[str, float]] = field(default_factory=dict)
+    _started: dict[int, tuple[str, float]] = field(default_factory=dict)
     _per_source: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -67,11 +67,11 @@ class HandshakeBudget:
             return Admit.RETRY
         return Admit.ACCEPT
 
-    def started(self, key: object, source: str, now: float) -> None:
+    def started(self, key: int, source: str, now: float) -> None:
         self._started[key] = (source, now)
         self._per_source[source] = self._per_source.get(source, 0) + 1
 
-    def finished(self, key: object) -> None:
+    def finished(self, key: int) -> None:
         """The handshake completed, or the connection ended."""
         got = self._started.pop(key, None)
         if got is not None:
@@ -81,7 +81,7 @@ class HandshakeBudget:
             else:
                 del self._per_source[got[0]]
 
-    def expired(self, now: float) -> list[object]:
+    def expired(self, now: float) -> list[int]:
         """Keys of handshakes to give up (and forget)."""
         late = [k for k, (_, t) in self._started.items()
                 if now - t > self.limits.handshake_timeout_s]
