@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from abrstack import accesslog
 from edge.app import EdgeApp, EdgeConfig
 
 log = logging.getLogger("abrstack.edge")
@@ -210,17 +211,7 @@ def resolve_cert(cfg: ServerConfig) -> tuple[Path, Path]:
 
 
 def setup_access_log(target: str | None) -> None:
-    logger = logging.getLogger("abrstack.edge.access")
-    logger.propagate = False
-    logger.handlers.clear()
-    if target is None:
-        logger.setLevel(logging.WARNING)
-        return
-    handler: logging.Handler = (logging.StreamHandler(sys.stderr) if target == "-"
-                                else logging.FileHandler(target))
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    accesslog.setup("abrstack.edge.access", target)
 
 
 async def serve(cfg: ServerConfig, *, sockets: Any = None, ports: BoundPorts | None = None,

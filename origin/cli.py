@@ -39,6 +39,11 @@ def register(subparsers: Any) -> None:
         default=None,
         help="where npm installed hls.js and dash.js (default: $ABR_NODE_MODULES, else the project's node_modules)",
     )
+    parser.add_argument(
+        "--access-log", default="-", metavar="-|FILE|off",
+        help='one JSON line per request (ts, method, path, status, bytes, duration_ms): '
+             '"-" standard error (default), a file (appended), or "off"',
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -52,6 +57,7 @@ def _run(args: argparse.Namespace) -> int:
             port=args.port,
             workers=args.workers,
             node_modules=args.node_modules,
+            access_log=None if args.access_log == "off" else args.access_log,
         )
     )
     return 0

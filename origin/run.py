@@ -34,6 +34,8 @@ class ServeConfig:
     """Worker processes (SO_REUSEPORT when more than one)."""
     node_modules: Path | None = None
     """Where npm installed hls.js and dash.js (default: the project root's node_modules)."""
+    access_log: str | None = "-"
+    """JSON access log: "-" stderr, a file path, or None (off)."""
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -65,8 +67,10 @@ def _die_with_parent() -> None:
 def _run_on(config: ServeConfig, sock: socket.socket) -> None:
     from aiohttp import web
 
+    from abrstack import accesslog
     from origin.server import make_app
 
+    accesslog.setup("abrstack.origin.access", config.access_log)
     app = make_app(config.media_dir, node_modules=config.node_modules)
     web.run_app(app, sock=sock, print=None, access_log=None, handle_signals=True)
 

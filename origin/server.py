@@ -30,6 +30,7 @@ from typing import Any, Final
 from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from abrstack import accesslog
 from origin import catalog, media
 from origin.files import send_file
 from origin.metrics import OriginMetrics, make_metrics
@@ -89,7 +90,8 @@ def make_app(
         media_dir=Path(media_dir).resolve(),
         node_modules=find_node_modules(node_modules),
     )
-    app = web.Application(middlewares=[_metrics_middleware, _cors_preflight_middleware])
+    app = web.Application(middlewares=[accesslog.aiohttp_middleware("abrstack.origin.access"),
+                                       _metrics_middleware, _cors_preflight_middleware])
     app[CONFIG] = config
     app[METRICS] = make_metrics(registry)
     app.on_response_prepare.append(_on_response_prepare)
