@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import signal
 import socket
-import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
