@@ -794,12 +794,7 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350,
             self.connections[quic.host_cid] = connection
             self.budget.started(id(connection), source, now)
             self.handshaking[id(connection)] = connection
-            sendto = self.sendto
-            for out, addr in first:
-                if sendto is not None:
-                    sendto(out, addr)
-                else:  # pragma: no cover - run() sets sendto
-                    self.task_group.spawn(self.send, RawData(data=out, address=addr))
+            self._send_datagrams(first)
             return connection
 
         def _forget(self, connection: Any) -> None:
@@ -826,15 +821,17 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350,
             for connection, address in touched.values():
                 await self._handle_events(connection, address)
 
-        def _send_now(self, connection: Any) -> None:
-            quic = connection.quic
-            datagrams = quic.datagrams_to_send(now=self.loop.time())
+        def _send_datagrams(self, datagrams: list[tuple[bytes, Any]]) -> None:
             sendto = self.sendto
             for data, address in datagrams:
                 if sendto is not None:
                     sendto(data, address)
                 else:  # pragma: no cover - run() sets sendto
                     self.task_group.spawn(self.send, RawData(data=data, address=address))
+
+        def _send_now(self, connection: Any) -> None:
+            quic = connection.quic
+            self._send_datagrams(quic.datagrams_to_send(now=self.loop.time()))
             timer_at = quic.get_timer()
             handle = connection.timer
             if handle is not None and connection.timer_at != timer_at:
