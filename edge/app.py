@@ -39,6 +39,7 @@ from edge.policy import (
     current_age_s,
     header,
     judge,
+    key_query,
     may_serve_stale_on_error,
     normalise_path,
     output_headers,
@@ -241,11 +242,14 @@ class EdgeApp:
         except (PathRejected, UnicodeDecodeError):
             await ctx.simple(400, "bad path\n")
             return
-        key = cache_key(path, query)
+        # Only the parameters the origin reads are keyed and forwarded, so that the key and
+        # the fetched object agree (README "Cache key"); CMCD stays for the prefetch hints.
+        key_params = self.cfg.policy.key_params
+        key = cache_key(path, query, key_params)
         req_headers = ctx.headers
         if method == "GET" and path.startswith("/media/"):
             self._prefetch(path, query, req_headers)  # runs alongside this request
-        await self._serve_object(ctx, key, path, query, req_headers)
+        await self._serve_object(ctx, key, path, key_query(path, query, key_params), req_headers)
 
     # --------------------------------------------------------------------- cache
     async def _serve_object(self, ctx: _Ctx, key: str, path: str, query: str,
@@ -645,7 +649,7 @@ class EdgeApp:
             await ctx.simple(400, "bad path\n")
             return
         prefix = kind == "prefix"
-        target = cache_key(path, q) if q or not prefix else path
+        target = cache_key(path, q, self.cfg.policy.key_params) if q or not prefix else path
         n = await asyncio.to_thread(self.store.purge, target, prefix)
         await ctx.json(200, {"purged": n, "target": target, "prefix": prefix})
 
