@@ -215,8 +215,10 @@ class EdgeApp:
         path_raw = raw_path.split(b"?", 1)[0].decode("latin-1")
         query = ctx.scope.get("query_string", b"").decode("latin-1")
         if path_raw == "/healthz":
+            # "status" is this worker's own (it answers); each origin's circuit breaker is
+            # reported under its URL, so that "ok" never reads as "every origin is up".
             await ctx.json(200, {"status": "ok", "worker": self.cfg.worker, "origins": {
-                o: b.state.value for o, b in self.upstream.breakers.items()}})
+                o: {"breaker": b.state.value} for o, b in self.upstream.breakers.items()}})
             return
         if path_raw == "/metrics":
             await ctx.send_full(200, [("content-type", "text/plain; version=0.0.4")],
