@@ -507,8 +507,10 @@ class EdgeApp:
 
     def _start_fetch_uncollapsed(self, key: str, ctx: _Ctx) -> Inflight:
         flight = Inflight(key)  # not registered: nobody else may join it
-        path_qs = ctx.scope["path"] + (("?" + ctx.scope["query_string"].decode("latin-1"))
-                                       if ctx.scope.get("query_string") else "")
+        path = ctx.scope["path"]
+        query = key_query(path, ctx.scope.get("query_string", b"").decode("latin-1"),
+                          self.cfg.policy.key_params)  # the same parameters as the shared fetch
+        path_qs = _path_qs(path, query)
         self._spawn(self._fetch_private(flight, path_qs))
         return flight
 
