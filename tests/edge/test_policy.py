@@ -171,6 +171,8 @@ def test_client_conditionals() -> None:
     # a weak ETag never passes If-Match (RFC 9110 §13.1.1)
     assert decide("GET", {"if-match": 'W/"v1"'}, rep).status == 412
     assert decide("GET", {"if-unmodified-since": format_http_date(T0 - 200)}, rep).status == 412
+    undated = representation(entry("max-age=1", etag='"v1"'))
+    assert decide("GET", {"if-unmodified-since": format_http_date(T0 - 200)}, undated).status == 200
 
 
 def test_ranges_on_a_stored_entry() -> None:
