@@ -202,9 +202,9 @@ def decide(method: str, headers: Mapping[str, str], rep: Representation) -> Deci
             return Decision(PRECONDITION_FAILED)
     else:
         date_s = parse_http_date(headers.get("if-unmodified-since"))
-        # §13.1.4: false when the representation was modified after the date (or has no
-        # Last-Modified to compare).
-        if date_s is not None and (lm is None or lm > date_s):
+        # §13.1.4: false when the representation was modified after the date; ignored
+        # when it has no modification date.
+        if date_s is not None and lm is not None and lm > date_s:
             return Decision(PRECONDITION_FAILED)
 
     if_none_match = headers.get("if-none-match")

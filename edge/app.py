@@ -39,6 +39,7 @@ from edge.policy import (
     current_age_s,
     header,
     judge,
+    key_query,
     may_serve_stale_on_error,
     normalise_path,
     output_headers,
@@ -214,8 +215,10 @@ class EdgeApp:
         path_raw = raw_path.split(b"?", 1)[0].decode("latin-1")
         query = ctx.scope.get("query_string", b"").decode("latin-1")
         if path_raw == "/healthz":
+            # "status" is this worker's own (it answers); each origin's circuit breaker is
+            # reported under its URL, so that "ok" never reads as "every origin is up".
             await ctx.json(200, {"status": "ok", "worker": self.cfg.worker, "origins": {
-                o: b.state.value for o, b in self.upstream.breakers.items()}})
+                o: {"breaker": b.state.value} for o, b in self.upstream.breakers.items()}})
             return
         if path_raw == "/metrics":
             await ctx.send_full(200, [("content-type", "text/plain; version=0.0.4")],
@@ -241,11 +244,14 @@ class EdgeApp:
         except (PathRejected, UnicodeDecodeError):
             await ctx.simple(400, "bad path\n")
             return
-        key = cache_key(path, query)
+        # Only the parameters the origin reads are keyed and forwarded, so that the key and
+        # the fetched object agree (README "Cache key"); CMCD stays for the prefetch hints.
+        key_params = self.cfg.policy.key_params
+        key = cache_key(path, query, key_params)
         req_headers = ctx.headers
         if method == "GET" and path.startswith("/media/"):
             self._prefetch(path, query, req_headers)  # runs alongside this request
-        await self._serve_object(ctx, key, path, query, req_headers)
+        await self._serve_object(ctx, key, path, key_query(path, query, key_params), req_headers)
 
     # --------------------------------------------------------------------- cache
     async def _serve_object(self, ctx: _Ctx, key: str, path: str, query: str,
@@ -501,8 +507,10 @@ class EdgeApp:
 
     def _start_fetch_uncollapsed(self, key: str, ctx: _Ctx) -> Inflight:
         flight = Inflight(key)  # not registered: nobody else may join it
-        path_qs = ctx.scope["path"] + (("?" + ctx.scope["query_string"].decode("latin-1"))
-                                       if ctx.scope.get("query_string") else "")
+        path = ctx.scope["path"]
+        query = key_query(path, ctx.scope.get("query_string", b"").decode("latin-1"),
+                          self.cfg.policy.key_params)  # the same parameters as the shared fetch
+        path_qs = _path_qs(path, query)
         self._spawn(self._fetch_private(flight, path_qs))
         return flight
 
@@ -645,7 +653,7 @@ class EdgeApp:
             await ctx.simple(400, "bad path\n")
             return
         prefix = kind == "prefix"
-        target = cache_key(path, q) if q or not prefix else path
+        target = cache_key(path, q, self.cfg.policy.key_params) if q or not prefix else path
         n = await asyncio.to_thread(self.store.purge, target, prefix)
         await ctx.json(200, {"purged": n, "target": target, "prefix": prefix})
 

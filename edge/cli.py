@@ -45,6 +45,11 @@ def register(subparsers: Any) -> None:
     # The old flag is refused by name (argparse would otherwise take it as an abbreviation
     # of --purge-token-file and read a file named like the token).
     p.add_argument("--purge-token", action=_RefusedFlag, help=argparse.SUPPRESS)
+    p.add_argument("--cache-key-params", action="append", default=[], metavar="PREFIX=a,b",
+                   help="query parameters kept in the cache key and sent to the origin for "
+                        "paths starting with PREFIX (repeatable; PREFIX= for none, PREFIX=* "
+                        "for all); defaults: none for /media/, /titles, /static/, player for "
+                        "/play/, all elsewhere; CMCD is always dropped")
     p.add_argument("--negative-ttl", type=float, default=5.0,
                    help="seconds a 404 is cached (default 5)")
     p.add_argument("--connect-timeout", type=float, default=2.0, help="origin connect timeout s")
@@ -68,7 +73,7 @@ def build_config(args: argparse.Namespace) -> Any:
     from urllib.parse import urlparse
 
     from edge.app import EdgeConfig
-    from edge.policy import PolicyConfig, parse_size
+    from edge.policy import PolicyConfig, parse_key_params, parse_size
     from edge.server import ServerConfig
     from edge.upstream import UpstreamConfig
 
@@ -91,12 +96,16 @@ def build_config(args: argparse.Namespace) -> Any:
         if f is not None and not f.is_file():
             raise EdgeError(f"cannot read {f}.")
     token = _purge_token(args.purge_token_file)
+    try:
+        key_params = parse_key_params(args.cache_key_params)
+    except ValueError as exc:
+        raise EdgeError(f"--cache-key-params: {exc}.") from None
     app = EdgeConfig(
         upstream=UpstreamConfig(tuple(args.origin), args.connect_timeout, args.read_timeout,
                                 args.retries),
         cache_dir=args.cache_dir, cache_size_bytes=cache_bytes, memory_size_bytes=mem_bytes,
         disk_policy=args.disk_policy, prefetch_k=args.prefetch, purge_token=token,
-        policy=PolicyConfig(negative_ttl_s=args.negative_ttl),
+        policy=PolicyConfig(negative_ttl_s=args.negative_ttl, key_params=key_params),
     )
     return ServerConfig(
         app=app, host=args.host, port=args.port,

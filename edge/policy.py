@@ -69,18 +69,56 @@ def normalise_path(raw_path: str) -> str:
     return quote(collapsed, safe="/-._~!$&'()*+,;=:@")
 
 
-def cache_key(path: str, query: str) -> str:
-    """The cache key: normalised path + normalised query (CMCD removed).
+#: Query parameters that select a different object, per path class: (path prefix, allowed
+#: names) pairs, the first matching prefix wins; None keeps every parameter. The origin
+#: reads ``player`` on ``/play/`` and nothing else, so ``?bust=N`` on a segment is the same
+#: object and must not make N stored copies (nor N origin fetches).
+KeyParams = tuple[tuple[str, frozenset[str] | None], ...]
+DEFAULT_KEY_PARAMS: KeyParams = (
+    ("/media/", frozenset()),
+    ("/titles", frozenset()),
+    ("/static/", frozenset()),
+    ("/play/", frozenset({"player"})),
+)
 
-    The query's parameters are sorted (stable for repeated names) and re-encoded; the
-    ``CMCD`` parameter (CTA-5004 §2, query-argument transmission) is dropped because it
-    changes on every request and never changes the object. No request header is part
-    of the key, so request headers never change which object is served.
-    """
-    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k.upper() != "CMCD"]
+
+def key_query(path: str, query: str, key_params: KeyParams = DEFAULT_KEY_PARAMS) -> str:
+    """The query as the edge keys and forwards it: only the parameters allowed for the
+    path's class (:data:`DEFAULT_KEY_PARAMS`), sorted (stable for repeated names) and
+    re-encoded; ``CMCD`` (CTA-5004 §2, query-argument transmission) is always dropped
+    because it changes on every request and never changes the object."""
+    allowed: frozenset[str] | None = None
+    for prefix, names in key_params:
+        if path.startswith(prefix):
+            allowed = names
+            break
+    if allowed is not None and not allowed:
+        return ""
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True)
+             if k.upper() != "CMCD" and (allowed is None or k in allowed)]
     pairs.sort(key=lambda kv: kv[0])
-    q = urlencode(pairs)
+    return urlencode(pairs)
+
+
+def cache_key(path: str, query: str, key_params: KeyParams = DEFAULT_KEY_PARAMS) -> str:
+    """The cache key: normalised path + :func:`key_query`. No request header is part of
+    the key, so request headers never change which object is served."""
+    q = key_query(path, query, key_params)
     return f"{path}?{q}" if q else path
+
+
+def parse_key_params(specs: Iterable[str]) -> KeyParams:
+    """``PREFIX=a,b`` settings (``PREFIX=`` for none, ``PREFIX=*`` for all) put before the
+    defaults, so that they win; raises ValueError on a malformed one."""
+    out: list[tuple[str, frozenset[str] | None]] = []
+    for spec in specs:
+        prefix, eq, names = spec.partition("=")
+        if not eq or not prefix.startswith("/"):
+            raise ValueError(f"not PREFIX=a,b with PREFIX starting with /: {spec!r}")
+        allowed = None if names.strip() == "*" else frozenset(
+            n.strip() for n in names.split(",") if n.strip())
+        out.append((prefix, allowed))
+    return (*out, *DEFAULT_KEY_PARAMS)
 
 
 # ------------------------------------------------------------------ cache-control
@@ -147,6 +185,8 @@ class PolicyConfig:
     """RFC 9111 §4.2.2: fraction of (Date - Last-Modified) used as heuristic lifetime."""
     heuristic_max_s: float = 3600.0
     """Cap on heuristic freshness."""
+    key_params: KeyParams = DEFAULT_KEY_PARAMS
+    """Query parameters kept in the cache key and sent upstream, per path prefix."""
 
 
 @dataclass(frozen=True)
@@ -587,9 +627,9 @@ def parse_size(text: str) -> int:
 
 __all__ = [
     "CircuitBreaker", "Entry", "LruIndex", "Lookup", "PathRejected",
-    "PolicyConfig", "Verdict", "backoff_s", "cache_key",
+    "DEFAULT_KEY_PARAMS", "KeyParams", "PolicyConfig", "Verdict", "backoff_s", "cache_key",
     "clean_headers", "current_age_s", "format_http_date", "freshness_lifetime_s", "judge",
-    "may_serve_stale_on_error", "next_segments", "normalise_path",
-    "parse_cache_control", "parse_cmcd", "parse_size", "prefetch_choice",
+    "key_query", "may_serve_stale_on_error", "next_segments", "normalise_path",
+    "parse_cache_control", "parse_cmcd", "parse_key_params", "parse_size", "prefetch_choice",
     "refreshed", "representation", "storable", "validators",
 ]

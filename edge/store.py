@@ -20,11 +20,16 @@ eviction off the request path; :meth:`DiskTier.cull` runs it in the background.
 Several worker processes share the disk tier; each has its own memory tier. A purge is
 recorded in the disk tier (``("purge", seq)``), and every worker drops matching memory
 entries when it next sees the sequence number change (checked at most every 0.5 s).
+
+On start, value files that no row references (debris of a worker killed mid-write) are
+swept (:meth:`DiskTier.sweep_orphans`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +40,9 @@ from typing import Any
 import diskcache
 
 from edge.policy import Entry, LruIndex
+
+ORPHAN_MIN_AGE_S = 10.0
+"""Value files younger than this are not swept (another worker may be writing their row)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,43 @@ class DiskTier:
             str(directory), size_limit=capacity_bytes, eviction_policy=policy, cull_limit=0,
             statistics=False,
         )
+        self.swept_files = self.sweep_orphans()
+
+    def sweep_orphans(self, min_age_s: float = ORPHAN_MIN_AGE_S) -> int:
+        """Delete value files that no row references; returns how many went.
+
+        diskcache writes a large value's ``.val`` file before the row that names it, and
+        removes the row before the file: a worker killed in between (kill -9, OOM) leaves a
+        file that nothing will ever delete. The rows are read from diskcache's own SQLite
+        file, read-only; files younger than ``min_age_s`` are left alone, since another
+        worker may be about to insert their row.
+        """
+        root = Path(self.cache.directory)
+        db = root / diskcache.core.DBNAME
+        try:
+            with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True,
+                                                    timeout=30)) as con:
+                referenced = {str(root / name) for (name,) in con.execute(
+                    "SELECT filename FROM Cache WHERE filename IS NOT NULL")}
+        except sqlite3.Error:
+            return 0  # an unreadable index: leave every file alone
+        cutoff_s = time.time() - min_age_s
+        swept = 0
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                if not name.endswith(".val"):
+                    continue
+                path = os.path.join(dirpath, name)
+                if path in referenced:
+                    continue
+                try:
+                    if os.stat(path).st_mtime > cutoff_s:
+                        continue
+                    os.remove(path)
+                    swept += 1
+                except FileNotFoundError:
+                    continue  # removed meanwhile (its row went first, by diskcache)
+        return swept
 
     def get(self, key: str) -> tuple[Entry, bytes] | None:
         meta = self.cache.get(("m", key))

@@ -112,7 +112,7 @@ def test_stale_if_error_and_circuit_breaker_with_origin_stopped(tmp_path: Any, e
         assert (r.status_code, r.headers["x-cache"], r.content) == (200, "STALE", b"A")
         r = httpx.get(edge.http + "/b")  # no stale-if-error: a clean 502
         assert r.status_code == 502
-        assert httpx.get(edge.http + "/healthz").json()["origins"][url] == "open"
+        assert httpx.get(edge.http + "/healthz").json()["origins"][url]["breaker"] == "open"
         t0 = time.monotonic()
         r = httpx.get(edge.http + "/c")  # open circuit: fails fast, no connect attempt
         assert r.status_code == 502 and time.monotonic() - t0 < 0.5
@@ -135,7 +135,7 @@ def test_breaker_half_open_probe_closes_when_origin_returns(edge_factory: Any) -
             time.sleep(0.6)
             r = httpx.get(edge.http + "/x")  # half-open probe succeeds
             assert r.status_code == 200 and r.content == b"X"
-            assert httpx.get(edge.http + "/healthz").json()["origins"][url] == "closed"
+            assert httpx.get(edge.http + "/healthz").json()["origins"][url]["breaker"] == "closed"
 
 
 def test_failover_to_second_origin_and_retry(edge_factory: Any) -> None:

@@ -103,7 +103,7 @@ def test_real_origin_through_edge_on_h1_h2_h3_then_origin_stopped(tiny_title: An
         assert httpx.get(h1 + seg1).headers["x-cache"] == "HIT"  # immutable, still fresh
         codes = [httpx.get(h1 + seg2).status_code for _ in range(6)]
         assert codes == [502] * 6
-        assert httpx.get(h1 + "/healthz").json()["origins"][url] == "open"
+        assert httpx.get(h1 + "/healthz").json()["origins"][url]["breaker"] == "open"
 
 
 def test_two_workers_share_the_disk_cache(tiny_title: Any, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from edge.policy import (
     may_serve_stale_on_error,
     next_segments,
     normalise_path,
+    parse_key_params,
     parse_size,
     prefetch_choice,
     refreshed,
@@ -44,9 +45,21 @@ def entry(cc: str | None = None, status: int = 200, **extra: str) -> Entry:
 
 
 def test_cache_key_drops_cmcd_and_sorts_query() -> None:
-    a = cache_key("/media/t/360p/seg-00001.m4s", "b=2&CMCD=bl%3D2000%2Cbr%3D600&a=1")
-    b = cache_key("/media/t/360p/seg-00001.m4s", "a=1&b=2")
-    assert a == b == "/media/t/360p/seg-00001.m4s?a=1&b=2"
+    a = cache_key("/other/seg-00001.m4s", "b=2&CMCD=bl%3D2000%2Cbr%3D600&a=1")
+    b = cache_key("/other/seg-00001.m4s", "a=1&b=2")
+    assert a == b == "/other/seg-00001.m4s?a=1&b=2"
+
+
+def test_cache_key_keeps_only_the_params_the_origin_reads() -> None:
+    seg = "/media/t/360p/seg-00001.m4s"
+    assert cache_key(seg, "bust=1") == cache_key(seg, "bust=2&CMCD=x") == seg
+    assert cache_key("/play/t", "player=dash&bust=3") == "/play/t?player=dash"
+    mine = parse_key_params(["/media/t/=token", "/titles="])
+    assert cache_key(seg, "token=a&bust=1", mine) == seg + "?token=a"
+    assert cache_key("/media/u/x.m4s", "token=a", mine) == "/media/u/x.m4s"
+    assert cache_key("/media/x", "a=1", parse_key_params(["/media/=*"])) == "/media/x?a=1"
+    with pytest.raises(ValueError):
+        parse_key_params(["media=a"])
     assert cache_key("/x", "CMCD=sid%3D%22a%22") == "/x"
     assert cache_key("/x", "") == "/x"
 
@@ -158,6 +171,8 @@ def test_client_conditionals() -> None:
     # a weak ETag never passes If-Match (RFC 9110 §13.1.1)
     assert decide("GET", {"if-match": 'W/"v1"'}, rep).status == 412
     assert decide("GET", {"if-unmodified-since": format_http_date(T0 - 200)}, rep).status == 412
+    undated = representation(entry("max-age=1", etag='"v1"'))
+    assert decide("GET", {"if-unmodified-since": format_http_date(T0 - 200)}, undated).status == 200
 
 
 def test_ranges_on_a_stored_entry() -> None:

@@ -73,3 +73,32 @@ def test_stale_lock_of_a_dead_worker_is_taken_over(tmp_path: Path) -> None:
     dead = SharedFetch(tmp_path, "/k")
     dead.lock.write_text("999999999")  # no such process
     assert SharedFetch(tmp_path, "/k").try_lock()
+
+
+def test_orphan_value_files_are_swept_on_start(tmp_path: Path) -> None:
+    store = TieredStore(1 << 20, tmp_path / "d", 10 << 20)
+    body = os.urandom(100_000)  # large enough to be a .val file
+    store.store("/kept", entry(len(body)), body, to_disk=True)
+    store.disk.close()
+    root = tmp_path / "d"
+    kept = sorted(root.rglob("*.val"))
+    assert len(kept) == 1
+    # What a worker killed between writing a value file and its row leaves behind.
+    (root / "ab" / "cd").mkdir(parents=True, exist_ok=True)
+    old = [root / "ab" / "cd" / "dead1.val", root / "ab" / "dead2.val"]
+    for f in old:
+        f.write_bytes(b"x" * 1000)
+        os.utime(f, (1_000_000_000, 1_000_000_000))
+    young = root / "ab" / "young.val"  # another worker may be writing its row right now
+    young.write_bytes(b"y")
+    other = root / "ab" / "notes.txt"
+    other.write_bytes(b"z")
+    os.utime(other, (1_000_000_000, 1_000_000_000))
+
+    again = TieredStore(1 << 20, root, 10 << 20)
+    assert again.disk.swept_files == 2
+    assert not any(f.exists() for f in old)
+    assert young.exists() and other.exists()
+    assert sorted(root.rglob("*.val")) == sorted([*kept, young])
+    hit = again.lookup_disk("/kept")
+    assert hit is not None and hit.body == body
