@@ -14,9 +14,14 @@ def register(subparsers: Any) -> None:
     """Add ``abr edge`` to the ``abr`` command line."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "edge", help="run a caching edge (h1, h2, h3) in front of origins",
-        description="Caching CDN edge: memory + disk tiers, request collapsing, "
-                    "stale-if-error, prefetch; HTTP/1.1 on --http-port, TLS h2/http1.1 "
-                    "and HTTP/3 (QUIC) on --port.")
+        description="Caching CDN edge in front of one or more origins: a memory tier over a "
+                    "disk tier, request collapsing (one origin fetch for concurrent misses, "
+                    "also across workers), RFC 9111 freshness with stale-while-revalidate and "
+                    "stale-if-error, a circuit breaker and failover per origin, prefetch of "
+                    "the next segments and of CMCD 'nor' hints, purge, /healthz and "
+                    "Prometheus /metrics. HTTP/1.1 on --http-port; TLS with h2 and http/1.1 "
+                    "(ALPN) and HTTP/3 (QUIC) on --port. Sizes take B, KiB, MiB, GiB; times "
+                    "are in seconds.")
     p.add_argument("--origin", action="append", required=True, metavar="URL",
                    help="origin base URL (repeat for failover, in order of preference)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -52,11 +57,14 @@ def register(subparsers: Any) -> None:
                         "/play/, all elsewhere; CMCD is always dropped")
     p.add_argument("--negative-ttl", type=float, default=5.0,
                    help="seconds a 404 is cached (default 5)")
-    p.add_argument("--connect-timeout", type=float, default=2.0, help="origin connect timeout s")
-    p.add_argument("--read-timeout", type=float, default=10.0, help="origin read timeout s")
-    p.add_argument("--retries", type=int, default=2, help="origin GET retries (default 2)")
-    p.add_argument("--header-timeout", type=float, default=5.0,
-                   help="close connections without a complete request head after this (s)")
+    p.add_argument("--connect-timeout", type=float, default=2.0, metavar="S",
+                   help="seconds to connect to an origin (default 2)")
+    p.add_argument("--read-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds an origin may stay silent while answering (default 10)")
+    p.add_argument("--retries", type=int, default=2, help="retries of a failed origin GET, with jittered exponential backoff (default 2)")
+    p.add_argument("--header-timeout", type=float, default=5.0, metavar="S",
+                   help="seconds a client has to send a complete request head; also how long an "
+                        "h2 connection may leave PINGs unanswered (default 5)")
     p.add_argument("--quic-datagram", type=int, default=1350, metavar="BYTES",
                    help="largest QUIC datagram the edge sends (default 1350; at most the "
                         "peer's max_udp_payload_size is used)")
