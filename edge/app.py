@@ -346,7 +346,7 @@ class EdgeApp:
             outcome = await shared.mirror(flight, timeout)
             if outcome == "ok":
                 head = flight.head.result()
-                if storable("GET", head.status, head.headers):
+                if head.storable:
                     body = bytes(flight.buf)
                     self.store.memory.put(key, Entry(head.status, head.headers, t0,
                                                      self.clock(), len(body)), body)
@@ -394,11 +394,14 @@ class EdgeApp:
                     flight.resolve(Head("stored", 200, entry=stale.entry, body=stale.body,
                                         x_cache="STALE"))
                     return
-                keep = storable("GET", r.status, got)
+                shareable = storable("GET", r.status, got)
+                # Never store a body whose end only the connection's close marks: a cut
+                # connection looks the same (RFC 9112 §6.3 item 8; §8 "incomplete messages").
+                keep = shareable and r.end_confirmed
                 cl_raw = header(tuple((k.lower(), v) for k, v in raw), "content-length")
                 cl = int(cl_raw) if cl_raw and cl_raw.isdigit() else None
                 head = Head("body", r.status, headers=got, content_length=cl,
-                            shareable=keep or r.status >= 400)
+                            shareable=shareable or r.status >= 400, storable=keep)
                 flight.resolve(head)
                 if shared is not None:
                     shared.publish_head(head)

@@ -30,6 +30,9 @@ class Head:
     content_length: int | None = None
     shareable: bool = True
     """False for private/no-store answers: collapsed readers must fetch on their own."""
+    storable: bool = False
+    """The fetching worker stores this answer once its end is confirmed (so a worker
+    mirroring the fetch may keep its copy too)."""
     entry: Entry | None = None
     body: bytes = b""
     x_cache: str = "MISS"

@@ -595,6 +595,11 @@ class CircuitBreaker:
             return True
         return False
 
+    def release_probe(self) -> None:
+        """The let-through request ended without telling anything about the origin
+        (the edge's own congestion, or a URL-specific error): another may probe."""
+        self.probe_in_flight = False
+
     def record_success(self) -> None:
         self.state = BreakerState.CLOSED
         self.failures = 0

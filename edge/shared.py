@@ -5,7 +5,7 @@ worker that wins an exclusive lock file (``O_CREAT|O_EXCL``, RFC-free but POSIX-
 fetches, and tees the response into files that the other workers tail:
 
     inflight/<sha1(key)>.lock   pid of the fetching worker (the lock)
-    inflight/<sha1(key)>.head   JSON: status, headers, content length, shareable
+    inflight/<sha1(key)>.head   JSON: status, headers, content length, shareable, storable
     inflight/<sha1(key)>.body   the body so far (appended as chunks arrive)
     inflight/<sha1(key)>.done   total length, written when the body is complete
     inflight/<sha1(key)>.err    written when the fetch failed
@@ -88,6 +88,7 @@ class SharedFetch:
         tmp.write_text(json.dumps({
             "status": head.status, "headers": [list(h) for h in head.headers],
             "content_length": head.content_length, "shareable": head.shareable,
+            "storable": head.storable,
         }))
         os.replace(tmp, self.head)
 
@@ -138,7 +139,8 @@ class SharedFetch:
             os.close(fd)
             return "gone"
         flight.resolve(Head("body", int(meta["status"]), headers=headers,
-                            content_length=meta["content_length"], shareable=True))
+                            content_length=meta["content_length"], shareable=True,
+                            storable=bool(meta.get("storable"))))
         length = meta["content_length"]
         try:
             while True:
