@@ -39,6 +39,8 @@ from encoder.publish import check_title_name
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
 JOB_KEYS = {"source", "title", "ladder", "segment_s", "codec", "quality", "force"}
+MAX_BODY_BYTES = 64 * 1024
+"""A job request is a few hundred bytes; a ladder of MAX_RUNGS rungs well under 2 KiB."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,10 @@ class JobService:
         path = self.source_path(source)
         job: dict[str, Any] = {"source": source, "title": title}
         ladder = body.get("ladder", "default")
+        if isinstance(ladder, str) and ladder != "default":
+            raise JobError(400, "'ladder' must be \"default\", a list of rungs or {\"rungs\": [...]}")
+        if not isinstance(ladder, str | list | dict):
+            raise JobError(400, "'ladder' must be \"default\", a list of rungs or {\"rungs\": [...]}")
         if ladder != "default":
             try:
                 parse_ladder(ladder, source="ladder")
@@ -136,8 +142,10 @@ class JobService:
             raise JobError(400, "'segment_s' must be a number from 1 to 30")
         job["segment_s"] = float(seg)
         codec = body.get("codec", "h264")
+        if not isinstance(codec, str):
+            raise JobError(400, f"'codec' must be a string, one of {', '.join(CODECS)}")
         if codec not in CODECS:
-            raise JobError(400, f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
+            raise JobError(400, f"unknown codec {codec!r} in 'codec'; choose one of {', '.join(CODECS)}")
         job["codec"] = codec
         for flag in ("quality", "force"):
             value = body.get(flag, False)
@@ -162,8 +170,12 @@ class JobService:
     async def post_job(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "the request body is not valid JSON")
+        except RecursionError:
+            return _error(400, "the request body is nested too deeply")
         try:
             spec = self.validate(body)
         except JobError as exc:
@@ -238,6 +250,7 @@ class JobService:
             sys.executable, "-m", "abrstack", "encode", str(self.source_path(job["source"])),
             "--title", job["title"], "--media", str(self.config.media.resolve()),
             "--segment-s", str(job["segment_s"]), "--codec", job["codec"], "--progress", "json",
+            "--job-id", job["id"],
         ]
         if job["ladder"] != "default":
             ladder_file = self.config.state / f"{job['id']}.ladder.json"
@@ -249,7 +262,19 @@ class JobService:
             cmd.append("--force")
         return cmd
 
+    def published_by(self, job: dict[str, Any]) -> bool:
+        """Whether the title on disk was published by this very job (before a crash)."""
+        try:
+            doc = json.loads((self.config.media / job["title"] / "title.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(doc, dict) and doc.get("job_id") == job["id"]
+
     async def run_job(self, job: dict[str, Any]) -> None:
+        if self.published_by(job):  # it finished publishing, then the service stopped
+            job["progress"] = 1.0
+            self._finish(job, "done", None)
+            return
         try:
             cmd = self.command(job)
         except JobError as exc:
@@ -320,7 +345,7 @@ def make_app(config: ServiceConfig) -> web.Application:
     if not config.inputs.is_dir():
         raise EncoderError(f"the inputs folder {config.inputs} does not exist")
     service = JobService(config)
-    app = web.Application(client_max_size=1 << 20)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.add_routes(
         [
             web.post("/jobs", service.post_job),

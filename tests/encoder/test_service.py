@@ -101,6 +101,11 @@ def test_job_runs_to_done_with_progress_and_publishes(service):
         ({"source": "tiny.mp4", "title": "../x"}, 400, "not allowed"),
         ({"source": "tiny.mp4", "title": "x", "ladder": [{"height": 240}]}, 400, "bitrate_kbps"),
         ({"source": "tiny.mp4", "title": "x", "codec": "hevc"}, 400, "unknown codec"),
+        ({"source": "tiny.mp4", "title": "x", "codec": ["h264"]}, 400, "'codec' must be a string"),
+        ({"source": "tiny.mp4", "title": "x", "ladder": 7}, 400, "'ladder' must be"),
+        ({"source": "tiny.mp4", "title": "ab\n"}, 400, "not allowed"),
+        ({"source": "tiny.mp4", "title": "x", "ladder": [{"height": 100 + i, "bitrate_kbps": 200}
+                                                         for i in range(300)]}, 400, "too many"),
         ({"source": "tiny.mp4", "title": "x", "colour": "red"}, 400, "unknown key"),
         (["tiny.mp4"], 400, "JSON object"),
     ],
@@ -153,3 +158,35 @@ def test_restart_loses_no_job(service):
     assert (service.root / "media" / "e2" / "title.json").exists()
     assert httpx.get(f"{service.url}/jobs/{first['id']}").json()["attempts"] == 2
     assert not [p for p in (service.root / "media").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_deeply_nested_or_huge_bodies_are_refused(service):
+    deep = '{"source": "tiny.mp4", "title": "x", "ladder": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    r = httpx.post(f"{service.url}/jobs", content=deep, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "larger than 65536 bytes" in r.json()["error"]
+    r = httpx.post(f"{service.url}/jobs", content="[" * 20_000 + "]" * 20_000)
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]
+    assert httpx.get(f"{service.url}/jobs").json()["jobs"] == []
+
+
+def test_a_job_whose_title_was_published_before_a_crash_is_done_after_restart(tmp_path, tiny_title,
+                                                                             tiny_source):
+    (tmp_path / "inputs").mkdir()
+    shutil.copy(tiny_source, tmp_path / "inputs" / "tiny.mp4")
+    media = tmp_path / "media"
+    shutil.copytree(tiny_title.path, media / "p")
+    doc = json.loads((media / "p" / "title.json").read_text())
+    (media / "p" / "title.json").write_text(json.dumps({**doc, "job_id": "0123456789ab"}))
+    (media / ".jobs").mkdir()
+    job = {"id": "0123456789ab", "source": "tiny.mp4", "title": "p", "ladder": "default",
+           "segment_s": 2.0, "codec": "h264", "quality": False, "force": False, "state": "running",
+           "progress": 0.95, "error": None, "attempts": 1, "created": time.time(),
+           "started": time.time(), "finished": None}
+    (media / ".jobs" / "0123456789ab.json").write_text(json.dumps(job))
+    svc = Service(tmp_path)
+    svc.start()
+    try:
+        done = svc.wait("0123456789ab")
+    finally:
+        svc.stop()
+    assert done["state"] == "done" and done["error"] is None, done
