@@ -1,6 +1,7 @@
 """The encoding job service over real HTTP, as a real process (restarts included)."""
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -25,13 +26,14 @@ class Service:
         self.root = root
         self.port = _free_port()
         self.proc: subprocess.Popen[str] | None = None
+        self.log = root / "service.log"
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [*ABR, "encoder", "serve", "--port", str(self.port), "--inputs", str(self.root / "inputs"),
              "--media", str(self.root / "media")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL, stderr=self.log.open("a"), text=True,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -116,11 +118,45 @@ def test_bad_job_requests(service, body, status, words):
     assert httpx.get(f"{service.url}/jobs").json()["jobs"] == []
 
 
-def test_failed_encode_reports_the_reason(service):
+def test_non_video_source_and_existing_title_are_refused_at_submit(service):
     (service.root / "inputs" / "bad.mp4").write_bytes(b"\x00" * 1000)
-    job = httpx.post(f"{service.url}/jobs", json={"source": "bad.mp4", "title": "b"}).json()
-    done = service.wait(job["id"])
-    assert done["state"] == "failed" and "not a readable video file" in done["error"]
+    r = httpx.post(f"{service.url}/jobs", json={"source": "bad.mp4", "title": "b"})
+    assert r.status_code == 400 and "'bad.mp4' is not a readable video file" in r.json()["error"]
+    assert str(service.root) not in r.json()["error"]
+    (service.root / "media" / "b").mkdir(parents=True)
+    r = httpx.post(f"{service.url}/jobs", json={"source": "tiny.mp4", "title": "b"})
+    assert r.status_code == 409 and '"force": true' in r.json()["error"] and "--force" not in r.json()["error"]
+    assert httpx.get(f"{service.url}/jobs").json()["jobs"] == []
+
+
+def test_failed_encode_reports_the_reason_in_api_terms(service):
+    jobs = [httpx.post(f"{service.url}/jobs", json={"source": "tiny.mp4", "title": "b", "segment_s": 2}).json()
+            for _ in range(2)]
+    assert service.wait(jobs[0]["id"])["state"] == "done"
+    done = service.wait(jobs[1]["id"])
+    assert done["state"] == "failed" and "already exists" in done["error"], done
+    assert '"force": true' in done["error"] and "--force" not in done["error"]
+    failed = httpx.get(f"{service.url}/jobs", params={"state": "failed"}).json()["jobs"]
+    assert [j["id"] for j in failed] == [jobs[1]["id"]]
+    assert [j["id"] for j in httpx.get(f"{service.url}/jobs?state=done").json()["jobs"]] == [jobs[0]["id"]]
+    r = httpx.get(f"{service.url}/jobs?state=finished")
+    assert r.status_code == 400 and "'state'" in r.json()["error"]
+    iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+    assert all(iso.fullmatch(done[k]) for k in ("created", "started", "finished")), done
+    assert httpx.delete(f"{service.url}/jobs/{jobs[1]['id']}").status_code == 204
+    assert httpx.get(f"{service.url}/jobs/{jobs[1]['id']}").status_code == 404
+    assert not (service.root / "media" / ".jobs" / f"{jobs[1]['id']}.json").exists()
+    assert [j["id"] for j in httpx.get(f"{service.url}/jobs").json()["jobs"]] == [jobs[0]["id"]]
+
+
+def test_access_log_is_one_json_line_per_request(service):
+    httpx.get(f"{service.url}/jobs?state=done")
+    httpx.get(f"{service.url}/jobs/nope")
+    time.sleep(0.2)
+    lines = [json.loads(ln) for ln in service.log.read_text().splitlines() if ln.startswith("{")]
+    by_path = {(d["method"], d["path"], d["status"]) for d in lines}
+    assert {("GET", "/jobs", 200), ("GET", "/jobs/nope", 404)} <= by_path
+    assert all(isinstance(d["ts"], float) and d["duration_ms"] >= 0 for d in lines)
 
 
 def test_custom_ladder_job(service):
@@ -139,7 +175,8 @@ def test_cancel_a_running_job_leaves_no_title(service):
     time.sleep(0.3)
     media = service.root / "media"
     assert not (media / "d").exists() and not list(media.glob(".tmp-*"))
-    assert httpx.delete(f"{service.url}/jobs/{job['id']}").status_code == 409
+    assert httpx.delete(f"{service.url}/jobs/{job['id']}").status_code == 204  # now forgotten
+    assert httpx.delete(f"{service.url}/jobs/{job['id']}").status_code == 404
 
 
 def test_restart_loses_no_job(service):
@@ -156,7 +193,10 @@ def test_restart_loses_no_job(service):
         assert done["state"] == "done", done
     assert (service.root / "media" / "e1" / "title.json").exists()
     assert (service.root / "media" / "e2" / "title.json").exists()
-    assert httpx.get(f"{service.url}/jobs/{first['id']}").json()["attempts"] == 2
+    again = httpx.get(f"{service.url}/jobs/{first['id']}").json()
+    assert again["attempts"] == 2 and again["restarts"] == 1
+    assert again["note"] == "restarted from 0% after the service stopped"
+    assert httpx.get(f"{service.url}/jobs/{second['id']}").json()["restarts"] == 0
     assert not [p for p in (service.root / "media").iterdir() if p.name.startswith(".tmp-")]
 
 
