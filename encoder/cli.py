@@ -33,6 +33,8 @@ def register(subparsers: Any) -> None:
     e.add_argument("--force", action="store_true", help="replace an existing title")
     e.add_argument("--progress", choices=PROGRESS_MODES, default="auto")
     e.add_argument("--json", action="store_true", help="print title.json instead of a summary")
+    e.add_argument("--job-id", default=None,
+                   help="record this job id in title.json (used by the job service; default none)")
     e.set_defaults(handler=_encode)
 
     s = subparsers.add_parser("encoder", help="the encoding job service")
@@ -75,7 +77,7 @@ def _encode(args: argparse.Namespace) -> int:
     config = EncodeConfig(
         source=args.source, title=args.title, media_dir=args.media, ladder=args.ladder,
         segment_s=args.segment_s, codec=args.codec, quality=args.quality, force=args.force,
-        progress=args.progress,
+        progress=args.progress, job_id=args.job_id,
     )
     doc = encode(config)
     if args.json:

@@ -44,6 +44,8 @@ class EncodeConfig:
     """Replace an existing title of the same name."""
     progress: str = "auto"
     """Progress display: auto, bar, plain, json or none."""
+    job_id: str | None = None
+    """The job service's id for this encode, recorded in title.json as `job_id`."""
 
 
 def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
@@ -99,6 +101,8 @@ def encode(config: EncodeConfig, cancel: threading.Event | None = None) -> dict[
             for r in doc["renditions"]:
                 if r["id"] in scores:
                     r["quality"] = scores[r["id"]]
+        if config.job_id is not None:
+            doc["job_id"] = config.job_id
         (staged / "title.json").write_text(json.dumps(doc, indent=2) + "\n")
         verify_title(staged, doc)
         publish(staged, media, config.title, force=config.force)

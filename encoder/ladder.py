@@ -62,7 +62,10 @@ MAXRATE_FACTOR = 1.1
 BUFSIZE_SECONDS = 2.0
 """VBV buffer of two seconds at the target rate (Apple's HLS authoring spec: ≤ 2x)."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+MAX_RUNGS = 12
+"""At most this many rungs: every rung is one more encoder in the one ffmpeg process."""
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 
 
 def load_ladder(spec: str) -> tuple[Rung, ...]:
@@ -92,6 +95,8 @@ def parse_ladder(data: Any, *, source: str = "ladder") -> tuple[Rung, ...]:
         data = data.get("rungs")
     if not isinstance(data, list) or not data:
         raise LadderError(f"{source}: expected a non-empty list of rungs")
+    if len(data) > MAX_RUNGS:
+        raise LadderError(f"{source}: {len(data)} rungs is too many (at most {MAX_RUNGS})")
     rungs = []
     for i, item in enumerate(data):
         where = f"{source}: rung {i + 1}"
@@ -110,7 +115,7 @@ def parse_ladder(data: Any, *, source: str = "ladder") -> tuple[Rung, ...]:
         if maxrate is not None and maxrate < bitrate:
             raise LadderError(f"{where}: maxrate is below the bitrate")
         name = item.get("name")
-        if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
+        if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name)):
             raise LadderError(f"{where}: 'name' must be letters, digits, '-' or '_'")
         if name == "audio":
             raise LadderError(f"{where}: 'audio' is reserved for the audio rendition")

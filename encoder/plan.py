@@ -120,6 +120,9 @@ def build_args(plan: EncodePlan, manifest_path: str) -> list[str]:
             "init_seg_name": "r$RepresentationID$/init.mp4",
             "media_seg_name": "r$RepresentationID$/seg-$Number%05d$.m4s",
             "adaptation_sets": sets,
+            # The dash muxer writes WebM for VP9 (and AV1 in older builds) unless told;
+            # every codec must be CMAF fMP4 (ISO/IEC 23000-19) for HLS and the origin.
+            "dash_segment_type": "mp4",
             "format_options": "movflags=+cmaf",
         }
     )

@@ -13,12 +13,24 @@ from pathlib import Path
 
 from encoder.errors import PublishError
 
-TITLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TITLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 TMP_PREFIX = ".tmp-"
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+
+
+def make_readable(folder: Path) -> None:
+    """Published titles are world-readable: folders 0755, files 0644 (whatever the umask)."""
+    folder.chmod(DIR_MODE)
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), DIR_MODE)
+        for f in files:
+            os.chmod(os.path.join(root, f), FILE_MODE)
 
 
 def check_title_name(name: str) -> None:
-    if not TITLE_NAME.match(name) or ".." in name:
+    if not TITLE_NAME.fullmatch(name) or ".." in name:
         raise PublishError(
             f"title name {name!r} is not allowed: use letters, digits, '.', '_' or '-' "
             "(at most 128, not starting with '.' or '-')"
@@ -32,13 +44,15 @@ def staging_dir(media: Path, title: str) -> Path:
     except OSError as exc:
         raise PublishError(f"cannot create the media folder {media}: {exc.strerror}") from exc
     remove_stale(media)
-    return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{title}-{os.getpid()}-", dir=media))
+    staged = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{title}-{os.getpid()}-", dir=media))
+    staged.chmod(DIR_MODE)  # mkdtemp makes it 0700; an origin running as another user reads it
+    return staged
 
 
 def remove_stale(media: Path) -> None:
     """Remove temporary folders left by encodes whose process is gone (killed, crashed)."""
     for entry in media.glob(f"{TMP_PREFIX}*"):
-        m = re.match(rf"^{re.escape(TMP_PREFIX)}(?:old-)?.*-(\d+)-[^-]+$", entry.name)
+        m = re.fullmatch(rf"{re.escape(TMP_PREFIX)}(?:old-)?.*-(\d+)-[^-]+", entry.name)
         if m and not _alive(int(m.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
 
@@ -56,6 +70,7 @@ def _alive(pid: int) -> bool:
 def publish(staged: Path, media: Path, title: str, *, force: bool) -> Path:
     """Rename `staged` to `media/title`; replace an existing title only with `force`."""
     dest = media / title
+    make_readable(staged)
     if not dest.exists():
         try:
             os.rename(staged, dest)

@@ -1,11 +1,15 @@
 """`abr encoder serve`: the encoding job service (aiohttp).
 
     POST   /jobs        {"source", "title", "ladder"?, "segment_s"?, "codec"?, "quality"?, "force"?}
-                        -> 202 {"id", "state": "queued", ...}
-    GET    /jobs        -> {"jobs": [...]}, oldest first
-    GET    /jobs/{id}   -> {"id", "state", "progress", "error", ...}
-    DELETE /jobs/{id}   -> cancels a queued or running job
+                        -> 202 {"id", "state": "queued", ...}; 404 no such source, 400 not a
+                        video, 409 the title exists (without "force": true)
+    GET    /jobs        -> {"jobs": [...]}, oldest first; ?state=done keeps one state
+    GET    /jobs/{id}   -> {"id", "state", "progress", "error", "restarts", ...}
+    DELETE /jobs/{id}   -> cancels a queued or running job; removes a finished one (204)
     GET    /healthz
+
+Times are ISO 8601 UTC ("2026-01-02T03:04:05Z", like title.json). One JSON line per request
+is logged on stderr (ts, method, path, status, duration_ms), like the edge.
 
 Sources are taken only from the configured inputs folder. Jobs are kept as one JSON file
 each in the state folder, written atomically, so a restart loses none: queued jobs stay
@@ -25,7 +29,9 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +40,19 @@ from aiohttp import web
 from encoder.errors import EncoderError
 from encoder.ladder import parse_ladder
 from encoder.plan import CODECS
+from encoder.probe import probe
 from encoder.publish import check_title_name
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
 JOB_KEYS = {"source", "title", "ladder", "segment_s", "codec", "quality", "force"}
+RESTART_NOTE = "restarted from 0% after the service stopped"
+"""An encode is one ffmpeg run: a job interrupted by a stop starts over."""
+# `abr encode` flags in a child's error message -> the job field that sets them.
+CLI_TO_FIELD = {"--force": '"force": true', "--segment-s": "'segment_s'", "--quality": "'quality'",
+                "--ladder": "'ladder'", "--codec": "'codec'"}
+MAX_BODY_BYTES = 64 * 1024
+"""A job request is a few hundred bytes; a ladder of MAX_RUNGS rungs well under 2 KiB."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +93,13 @@ class JobStore:
                 job = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
+            for key in ("created", "started", "finished"):  # files of older versions: epoch
+                if isinstance(job.get(key), int | float):
+                    job[key] = iso_utc(job[key])
             if job.get("state") == "running":  # interrupted by a restart: run it again
-                job.update(state="queued", progress=0.0)
+                job.update(state="queued", progress=0.0, note=RESTART_NOTE)
                 job["attempts"] = job.get("attempts", 0)
+                job["restarts"] = job.get("restarts", 0) + 1
             self.jobs[job["id"]] = job
             self.save(job)
 
@@ -92,6 +110,25 @@ class JobStore:
 
     def ordered(self) -> list[dict[str, Any]]:
         return sorted(self.jobs.values(), key=lambda j: (j["created"], j["id"]))
+
+    def remove(self, job_id: str) -> None:
+        self.jobs.pop(job_id, None)
+        for path in (self.folder / f"{job_id}.json", self.folder / f"{job_id}.ladder.json"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def iso_utc(epoch_s: float | None = None) -> str:
+    """An ISO 8601 UTC time to the second, as in title.json: 2026-01-02T03:04:05Z."""
+    now = datetime.now(UTC) if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def api_message(message: str) -> str:
+    """A child `abr encode` error, with its CLI flags named as the job's JSON fields."""
+    for flag, field in CLI_TO_FIELD.items():
+        message = message.replace(f"use {flag} to", f"use {field} to").replace(flag, field)
+    return message
 
 
 class JobService:
@@ -125,6 +162,10 @@ class JobService:
         path = self.source_path(source)
         job: dict[str, Any] = {"source": source, "title": title}
         ladder = body.get("ladder", "default")
+        if isinstance(ladder, str) and ladder != "default":
+            raise JobError(400, "'ladder' must be \"default\", a list of rungs or {\"rungs\": [...]}")
+        if not isinstance(ladder, str | list | dict):
+            raise JobError(400, "'ladder' must be \"default\", a list of rungs or {\"rungs\": [...]}")
         if ladder != "default":
             try:
                 parse_ladder(ladder, source="ladder")
@@ -136,14 +177,18 @@ class JobService:
             raise JobError(400, "'segment_s' must be a number from 1 to 30")
         job["segment_s"] = float(seg)
         codec = body.get("codec", "h264")
+        if not isinstance(codec, str):
+            raise JobError(400, f"'codec' must be a string, one of {', '.join(CODECS)}")
         if codec not in CODECS:
-            raise JobError(400, f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
+            raise JobError(400, f"unknown codec {codec!r} in 'codec'; choose one of {', '.join(CODECS)}")
         job["codec"] = codec
         for flag in ("quality", "force"):
             value = body.get(flag, False)
             if not isinstance(value, bool):
                 raise JobError(400, f"'{flag}' must be true or false")
             job[flag] = value
+        if not job["force"] and (self.config.media / title).exists():
+            raise JobError(409, f"title {title!r} already exists (send \"force\": true to replace it)")
         del path
         return job
 
@@ -162,12 +207,20 @@ class JobService:
     async def post_job(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "the request body is not valid JSON")
+        except RecursionError:
+            return _error(400, "the request body is nested too deeply")
         try:
             spec = self.validate(body)
+            path = self.source_path(spec["source"])
+            await asyncio.to_thread(probe, path)
         except JobError as exc:
             return _error(exc.status, str(exc))
+        except EncoderError as exc:  # SourceError: not a usable video
+            return _error(400, str(exc).replace(str(path), repr(spec["source"])))
         job = {
             "id": uuid.uuid4().hex[:12],
             **spec,
@@ -175,7 +228,9 @@ class JobService:
             "progress": 0.0,
             "error": None,
             "attempts": 0,
-            "created": time.time(),
+            "restarts": 0,
+            "note": None,
+            "created": iso_utc(),
             "started": None,
             "finished": None,
         }
@@ -185,7 +240,11 @@ class JobService:
         return web.json_response(job, status=202, headers={"Location": f"/jobs/{job['id']}"})
 
     async def list_jobs(self, request: web.Request) -> web.Response:
-        return web.json_response({"jobs": self.store.ordered()})
+        state = request.query.get("state")
+        if state is not None and state not in STATES:
+            return _error(400, f"unknown state {state!r} in 'state'; choose one of {', '.join(STATES)}")
+        jobs = [j for j in self.store.ordered() if state is None or j["state"] == state]
+        return web.json_response({"jobs": jobs})
 
     async def get_job(self, request: web.Request) -> web.Response:
         job = self.store.jobs.get(request.match_info["id"])
@@ -197,8 +256,10 @@ class JobService:
         job = self.store.jobs.get(request.match_info["id"])
         if job is None:
             return _error(404, "no such job")
-        if job["state"] in FINAL:
-            return _error(409, f"the job is already {job['state']}")
+        if job["state"] in FINAL:  # a finished job: forget it (its title stays)
+            self.store.remove(job["id"])
+            self.cancelled.discard(job["id"])
+            return web.Response(status=204)
         self.cancelled.add(job["id"])
         proc = self.procs.get(job["id"])
         if proc is not None and proc.returncode is None:
@@ -225,7 +286,7 @@ class JobService:
                 self.wakeup.clear()
                 await self.wakeup.wait()
                 continue
-            job.update(state="running", started=time.time(), progress=0.0)
+            job.update(state="running", started=iso_utc(), progress=0.0)
             job["attempts"] = job.get("attempts", 0) + 1
             self.store.save(job)
             try:
@@ -238,6 +299,7 @@ class JobService:
             sys.executable, "-m", "abrstack", "encode", str(self.source_path(job["source"])),
             "--title", job["title"], "--media", str(self.config.media.resolve()),
             "--segment-s", str(job["segment_s"]), "--codec", job["codec"], "--progress", "json",
+            "--job-id", job["id"],
         ]
         if job["ladder"] != "default":
             ladder_file = self.config.state / f"{job['id']}.ladder.json"
@@ -249,7 +311,19 @@ class JobService:
             cmd.append("--force")
         return cmd
 
+    def published_by(self, job: dict[str, Any]) -> bool:
+        """Whether the title on disk was published by this very job (before a crash)."""
+        try:
+            doc = json.loads((self.config.media / job["title"] / "title.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(doc, dict) and doc.get("job_id") == job["id"]
+
     async def run_job(self, job: dict[str, Any]) -> None:
+        if self.published_by(job):  # it finished publishing, then the service stopped
+            job["progress"] = 1.0
+            self._finish(job, "done", None)
+            return
         try:
             cmd = self.command(job)
         except JobError as exc:
@@ -283,10 +357,10 @@ class JobService:
             self._finish(job, "done", None)
         else:
             message = last_error.split(": error: ", 1)[-1] or f"abr encode exited with {code}"
-            self._finish(job, "failed", message)
+            self._finish(job, "failed", api_message(message))
 
     def _finish(self, job: dict[str, Any], state: str, error: str | None) -> None:
-        job.update(state=state, error=error, finished=time.time())
+        job.update(state=state, error=error, finished=iso_utc())
         self.store.save(job)
 
     async def start(self, app: web.Application) -> None:
@@ -301,6 +375,26 @@ class JobService:
                 with contextlib.suppress(asyncio.TimeoutError, ProcessLookupError):
                     await asyncio.wait_for(proc.wait(), 30)
         # Jobs interrupted by this shutdown stay "running" on disk and rerun at start.
+
+
+@web.middleware
+async def access_log(request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """One JSON line per request on stderr (the edge's fields: ts, method, path, status, duration_ms)."""
+    start = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        line = {"ts": round(time.time(), 3), "method": request.method, "path": request.path,
+                "query": request.query_string, "status": status,
+                "duration_ms": round((time.monotonic() - start) * 1000, 3)}
+        print(json.dumps(line, separators=(",", ":")), file=sys.stderr, flush=True)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -320,7 +414,7 @@ def make_app(config: ServiceConfig) -> web.Application:
     if not config.inputs.is_dir():
         raise EncoderError(f"the inputs folder {config.inputs} does not exist")
     service = JobService(config)
-    app = web.Application(client_max_size=1 << 20)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[access_log])
     app.add_routes(
         [
             web.post("/jobs", service.post_job),

@@ -61,7 +61,8 @@ def summarize(meta: dict[str, Any], name: str, media_prefix: str = "/media") -> 
 
     URLs are absolute paths (no host) so that they stay valid through an edge that keeps
     the origin's URL space. ``bitrate_bps`` is the measured average when known, else the
-    target. Quality scores are copied when the encoder measured them.
+    target. A rendition's ``id`` is the name the ladder gave it (title.json). Quality scores
+    are copied when the encoder measured them.
     """
     base = f"{media_prefix}/{name}/"
     manifests = meta.get("manifests") or {}
@@ -86,6 +87,7 @@ def summarize(meta: dict[str, Any], name: str, media_prefix: str = "/media") -> 
             entry["width"], entry["height"] = width, height
             entry["resolution"] = f"{width}x{height}" if width and height else None
             entry["frame_rate"] = _number(rendition.get("frame_rate"))
+            entry["codec"] = meta.get("codec")  # the title's video codec (h264, vp9, av1)
         else:
             entry["channels"] = rendition.get("channels")
             entry["sample_rate"] = rendition.get("sample_rate")

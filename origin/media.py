@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-TITLE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TITLE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """Names that are titles (contracts.md); anything else, e.g. ``.tmp-*``, is not served."""
 
 SEGMENT_MAX_AGE_S: Final = 31_536_000
@@ -55,7 +55,7 @@ class MediaKind:
 
 def is_title_name(name: str) -> bool:
     """True when ``name`` may be a title (visible, no separators, at most 128 characters)."""
-    return TITLE_NAME.match(name) is not None
+    return TITLE_NAME.fullmatch(name) is not None
 
 
 def split_media_path(path: str) -> tuple[str, ...]:

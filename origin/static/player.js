@@ -74,6 +74,17 @@
     return 0;
   }
 
+  // The names the user gave the rungs are in title.json (the catalog), not in the HLS
+  // master playlist (EXT-X-STREAM-INF has no NAME, RFC 8216 4.3.4.2): find a level's
+  // rendition by its playlist URL, else by its size.
+  const catalogVideo = config.renditions.filter((r) => r.kind === "video");
+  function catalogRendition(url, width, height) {
+    let path = "";
+    try { path = url ? new URL(url, location.href).pathname : ""; } catch (_) { path = ""; }
+    return catalogVideo.find((r) => r.playlist_url && path && path.endsWith(r.playlist_url)) ||
+      catalogVideo.find((r) => r.width === width && r.height === height) || null;
+  }
+
   // --- hls.js --------------------------------------------------------------------------
   function startHls() {
     if (!window.Hls || !window.Hls.isSupported()) {
@@ -85,7 +96,8 @@
     hls.on(Hls.Events.MANIFEST_PARSED, (_e, data) => {
       setRenditions(data.levels.map((l, i) => ({
         index: i,
-        id: l.name || (l.height ? l.height + "p" : String(i)),
+        id: (catalogRendition(l.url || l.uri, l.width, l.height) || {}).id ||
+          l.name || (l.height ? Math.min(l.width || l.height, l.height) + "p" : String(i)),
         width: l.width, height: l.height, bitrateBps: l.bitrate,
         codecs: [l.videoCodec, l.audioCodec].filter(Boolean).join(","),
       })));

@@ -157,3 +157,39 @@ def test_other_codecs(tiny_source, tmp_path, codec, prefix):
     assert all(len(r["segments"]) == 4 for r in video)
     master = (tmp_path / codec / "master.m3u8").read_text()
     assert f'CODECS="{video[0]["codecs"]},mp4a.40.2"' in master
+
+
+def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """Top-level ISO BMFF boxes (ISO/IEC 14496-12 4.2): (type, payload)."""
+    out, i = [], 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i:i + 4], "big")
+        kind = data[i + 4:i + 8]
+        if size == 1:
+            size = int.from_bytes(data[i + 8:i + 16], "big")
+        if size < 8:
+            break
+        out.append((kind, data[i + 8:i + size]))
+        i += size
+    return out
+
+
+def test_vp9_is_cmaf_fmp4_not_webm(tmp_path):
+    from encoder.encode import EncodeConfig, encode
+    from tests.encoder.conftest import lavfi
+
+    src = lavfi(tmp_path / "s.mp4", "testsrc2=size=160x90:rate=15", audio=False, seconds=2)
+    doc = encode(EncodeConfig(source=src, title="v", media_dir=tmp_path / "m", segment_s=1.0,
+                              codec="vp9", progress="none"))
+    assert doc["renditions"][0]["codecs"].startswith("vp09.")
+    rung = next(p for p in (tmp_path / "m" / "v").iterdir() if p.is_dir())
+    init = (rung / "init.mp4").read_bytes()
+    boxes = _boxes(init)
+    assert boxes[0][0] == b"ftyp", init[:16]
+    ftyp = boxes[0][1]
+    brands = {ftyp[i:i + 4] for i in range(0, len(ftyp), 4)}
+    assert brands & {b"cmfc", b"iso6"}, ftyp
+    assert b"moov" in [k for k, _ in boxes] and b"vp09" in init
+    seg = (rung / "seg-00001.m4s").read_bytes()
+    kinds = [k for k, _ in _boxes(seg)]
+    assert b"moof" in kinds and b"mdat" in kinds, kinds

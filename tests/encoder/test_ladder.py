@@ -74,3 +74,15 @@ def test_malformed_ladder_files_are_rejected_with_a_reason(tmp_path, doc, words)
 def test_missing_ladder_file():
     with pytest.raises(LadderError, match="does not exist"):
         load_ladder("/nonexistent/ladder.json")
+
+
+def test_a_ladder_has_at_most_twelve_rungs():
+    rungs = [{"height": 100 + i, "bitrate_kbps": 100 + i} for i in range(13)]
+    with pytest.raises(LadderError, match="13 rungs is too many"):
+        parse_ladder(rungs)
+    assert len(parse_ladder(rungs[:12])) == 12
+
+
+def test_rung_name_with_a_trailing_newline_is_refused():
+    with pytest.raises(LadderError, match="'name'"):
+        parse_ladder([{"height": 240, "bitrate_kbps": 300, "name": "hd\n"}])

@@ -4,7 +4,7 @@ import pytest
 
 from encoder.errors import LadderError
 from encoder.ladder import Rendition
-from encoder.plan import EncodePlan, build_args, check_codec, output_fps
+from encoder.plan import CODECS, EncodePlan, build_args, check_codec, output_fps
 
 PLAN = EncodePlan(
     source="/in/src.mp4",
@@ -61,3 +61,13 @@ def test_unknown_codec():
         check_codec("hevc")
     with pytest.raises(LadderError, match="no libsvtav1 encoder"):
         check_codec("av1", frozenset({"libx264"}))
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp9", "av1"])
+def test_every_codec_is_written_as_cmaf_fmp4_not_webm(codec):
+    from dataclasses import replace
+
+    args = build_args(replace(PLAN, codec=codec), "/out/manifest.mpd")
+    opt = dict(zip(args[10:-1:2], args[11:-1:2], strict=True))
+    assert (opt["-f"], opt["-dash_segment_type"], opt["-format_options"]) == ("dash", "mp4", "movflags=+cmaf")
+    assert opt["-c:v"] == CODECS[codec][0]

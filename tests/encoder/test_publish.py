@@ -85,3 +85,22 @@ def test_stale_temporary_folders_of_dead_encodes_are_removed(sources, tmp_path):
     assert run_abr("encode", str(sources["small"]), "--title", "t", "--media", str(tmp_path),
                    "--progress", "none").returncode == 0
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("name", ["ab\n", "ab\r\n", "\nab"])
+def test_title_names_with_a_newline_are_refused_by_encoder_and_origin(name):
+    from encoder.errors import PublishError
+    from encoder.publish import check_title_name
+    from origin.media import is_title_name
+
+    with pytest.raises(PublishError, match="not allowed"):
+        check_title_name(name)
+    assert not is_title_name(name)
+    assert is_title_name("ab")
+
+
+def test_published_title_is_readable_by_other_users(tiny_title):
+    folder = tiny_title.path
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    for p in folder.rglob("*"):
+        assert stat.S_IMODE(p.stat().st_mode) == (0o755 if p.is_dir() else 0o644), p

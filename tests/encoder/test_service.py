@@ -1,6 +1,7 @@
 """The encoding job service over real HTTP, as a real process (restarts included)."""
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -25,13 +26,14 @@ class Service:
         self.root = root
         self.port = _free_port()
         self.proc: subprocess.Popen[str] | None = None
+        self.log = root / "service.log"
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [*ABR, "encoder", "serve", "--port", str(self.port), "--inputs", str(self.root / "inputs"),
              "--media", str(self.root / "media")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL, stderr=self.log.open("a"), text=True,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -101,6 +103,11 @@ def test_job_runs_to_done_with_progress_and_publishes(service):
         ({"source": "tiny.mp4", "title": "../x"}, 400, "not allowed"),
         ({"source": "tiny.mp4", "title": "x", "ladder": [{"height": 240}]}, 400, "bitrate_kbps"),
         ({"source": "tiny.mp4", "title": "x", "codec": "hevc"}, 400, "unknown codec"),
+        ({"source": "tiny.mp4", "title": "x", "codec": ["h264"]}, 400, "'codec' must be a string"),
+        ({"source": "tiny.mp4", "title": "x", "ladder": 7}, 400, "'ladder' must be"),
+        ({"source": "tiny.mp4", "title": "ab\n"}, 400, "not allowed"),
+        ({"source": "tiny.mp4", "title": "x", "ladder": [{"height": 100 + i, "bitrate_kbps": 200}
+                                                         for i in range(300)]}, 400, "too many"),
         ({"source": "tiny.mp4", "title": "x", "colour": "red"}, 400, "unknown key"),
         (["tiny.mp4"], 400, "JSON object"),
     ],
@@ -111,11 +118,45 @@ def test_bad_job_requests(service, body, status, words):
     assert httpx.get(f"{service.url}/jobs").json()["jobs"] == []
 
 
-def test_failed_encode_reports_the_reason(service):
+def test_non_video_source_and_existing_title_are_refused_at_submit(service):
     (service.root / "inputs" / "bad.mp4").write_bytes(b"\x00" * 1000)
-    job = httpx.post(f"{service.url}/jobs", json={"source": "bad.mp4", "title": "b"}).json()
-    done = service.wait(job["id"])
-    assert done["state"] == "failed" and "not a readable video file" in done["error"]
+    r = httpx.post(f"{service.url}/jobs", json={"source": "bad.mp4", "title": "b"})
+    assert r.status_code == 400 and "'bad.mp4' is not a readable video file" in r.json()["error"]
+    assert str(service.root) not in r.json()["error"]
+    (service.root / "media" / "b").mkdir(parents=True)
+    r = httpx.post(f"{service.url}/jobs", json={"source": "tiny.mp4", "title": "b"})
+    assert r.status_code == 409 and '"force": true' in r.json()["error"] and "--force" not in r.json()["error"]
+    assert httpx.get(f"{service.url}/jobs").json()["jobs"] == []
+
+
+def test_failed_encode_reports_the_reason_in_api_terms(service):
+    jobs = [httpx.post(f"{service.url}/jobs", json={"source": "tiny.mp4", "title": "b", "segment_s": 2}).json()
+            for _ in range(2)]
+    assert service.wait(jobs[0]["id"])["state"] == "done"
+    done = service.wait(jobs[1]["id"])
+    assert done["state"] == "failed" and "already exists" in done["error"], done
+    assert '"force": true' in done["error"] and "--force" not in done["error"]
+    failed = httpx.get(f"{service.url}/jobs", params={"state": "failed"}).json()["jobs"]
+    assert [j["id"] for j in failed] == [jobs[1]["id"]]
+    assert [j["id"] for j in httpx.get(f"{service.url}/jobs?state=done").json()["jobs"]] == [jobs[0]["id"]]
+    r = httpx.get(f"{service.url}/jobs?state=finished")
+    assert r.status_code == 400 and "'state'" in r.json()["error"]
+    iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+    assert all(iso.fullmatch(done[k]) for k in ("created", "started", "finished")), done
+    assert httpx.delete(f"{service.url}/jobs/{jobs[1]['id']}").status_code == 204
+    assert httpx.get(f"{service.url}/jobs/{jobs[1]['id']}").status_code == 404
+    assert not (service.root / "media" / ".jobs" / f"{jobs[1]['id']}.json").exists()
+    assert [j["id"] for j in httpx.get(f"{service.url}/jobs").json()["jobs"]] == [jobs[0]["id"]]
+
+
+def test_access_log_is_one_json_line_per_request(service):
+    httpx.get(f"{service.url}/jobs?state=done")
+    httpx.get(f"{service.url}/jobs/nope")
+    time.sleep(0.2)
+    lines = [json.loads(ln) for ln in service.log.read_text().splitlines() if ln.startswith("{")]
+    by_path = {(d["method"], d["path"], d["status"]) for d in lines}
+    assert {("GET", "/jobs", 200), ("GET", "/jobs/nope", 404)} <= by_path
+    assert all(isinstance(d["ts"], float) and d["duration_ms"] >= 0 for d in lines)
 
 
 def test_custom_ladder_job(service):
@@ -134,7 +175,8 @@ def test_cancel_a_running_job_leaves_no_title(service):
     time.sleep(0.3)
     media = service.root / "media"
     assert not (media / "d").exists() and not list(media.glob(".tmp-*"))
-    assert httpx.delete(f"{service.url}/jobs/{job['id']}").status_code == 409
+    assert httpx.delete(f"{service.url}/jobs/{job['id']}").status_code == 204  # now forgotten
+    assert httpx.delete(f"{service.url}/jobs/{job['id']}").status_code == 404
 
 
 def test_restart_loses_no_job(service):
@@ -151,5 +193,40 @@ def test_restart_loses_no_job(service):
         assert done["state"] == "done", done
     assert (service.root / "media" / "e1" / "title.json").exists()
     assert (service.root / "media" / "e2" / "title.json").exists()
-    assert httpx.get(f"{service.url}/jobs/{first['id']}").json()["attempts"] == 2
+    again = httpx.get(f"{service.url}/jobs/{first['id']}").json()
+    assert again["attempts"] == 2 and again["restarts"] == 1
+    assert again["note"] == "restarted from 0% after the service stopped"
+    assert httpx.get(f"{service.url}/jobs/{second['id']}").json()["restarts"] == 0
     assert not [p for p in (service.root / "media").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_deeply_nested_or_huge_bodies_are_refused(service):
+    deep = '{"source": "tiny.mp4", "title": "x", "ladder": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    r = httpx.post(f"{service.url}/jobs", content=deep, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "larger than 65536 bytes" in r.json()["error"]
+    r = httpx.post(f"{service.url}/jobs", content="[" * 20_000 + "]" * 20_000)
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]
+    assert httpx.get(f"{service.url}/jobs").json()["jobs"] == []
+
+
+def test_a_job_whose_title_was_published_before_a_crash_is_done_after_restart(tmp_path, tiny_title,
+                                                                             tiny_source):
+    (tmp_path / "inputs").mkdir()
+    shutil.copy(tiny_source, tmp_path / "inputs" / "tiny.mp4")
+    media = tmp_path / "media"
+    shutil.copytree(tiny_title.path, media / "p")
+    doc = json.loads((media / "p" / "title.json").read_text())
+    (media / "p" / "title.json").write_text(json.dumps({**doc, "job_id": "0123456789ab"}))
+    (media / ".jobs").mkdir()
+    job = {"id": "0123456789ab", "source": "tiny.mp4", "title": "p", "ladder": "default",
+           "segment_s": 2.0, "codec": "h264", "quality": False, "force": False, "state": "running",
+           "progress": 0.95, "error": None, "attempts": 1, "created": time.time(),
+           "started": time.time(), "finished": None}
+    (media / ".jobs" / "0123456789ab.json").write_text(json.dumps(job))
+    svc = Service(tmp_path)
+    svc.start()
+    try:
+        done = svc.wait("0123456789ab")
+    finally:
+        svc.stop()
+    assert done["state"] == "done" and done["error"] is None, done

@@ -158,3 +158,59 @@ def test_cli_serves_with_one_or_several_workers(hand_title: HandTitle, workers: 
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
     assert proc.returncode in (0, -signal.SIGTERM)
+
+
+def test_no_such_title_page_links_back_to_the_catalog(origin_url: str) -> None:
+    missing = httpx.get(origin_url + "/play/nothing")
+    assert missing.status_code == 404
+    hrefs = re.findall(r"href='([^']*)'", missing.text)
+    assert hrefs == ["../"]
+    home = httpx.get(httpx.URL(origin_url + "/play/nothing").join(hrefs[0]))
+    assert home.status_code == 200 and "<h1>Titles</h1>" in home.text
+
+
+def test_home_page_and_catalog_show_the_codec(origin_url: str) -> None:
+    page = httpx.get(origin_url + "/").text
+    assert "<th>codec</th>" in page and "<td>h264</td>" in page
+    entry = httpx.get(origin_url + "/titles/show").json()
+    assert entry["codec"] == "h264"
+    assert [r["codec"] for r in entry["renditions"] if r["kind"] == "video"] == ["h264"]
+
+
+@needs_npm
+def test_player_page_shows_the_codec(origin_url: str) -> None:
+    assert '<strong id="codec">h264</strong>' in httpx.get(origin_url + "/play/show").text
+
+
+def _renamed_title(src: Path, media: Path, old: str, new: str) -> None:
+    """A copy of an encoded title whose rung `old` is named `new` (as a ladder's "name")."""
+    import shutil
+
+    dest = media / "named"
+    shutil.copytree(src, dest)
+    (dest / old).rename(dest / new)
+    for name in ("title.json", "master.m3u8", "manifest.mpd"):
+        path = dest / name
+        path.write_text(path.read_text().replace(f"{old}/", f"{new}/").replace(f'"{old}"', f'"{new}"'))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists() or not (DEFAULT_NODE_MODULES / "hls.js").is_dir(),
+                    reason="needs Debian chromium and `npm install`")
+def test_hls_page_shows_the_names_the_ladder_gave(tiny_title, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    _renamed_title(tiny_title.path, tmp_path, "360p", "hd")
+    with running_origin(tmp_path) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/play/named?player=hls")
+            page.wait_for_function("() => window.abrPlayer.renditions.length > 0", timeout=30_000)
+            ids = page.evaluate("() => window.abrPlayer.renditions.map((r) => r.id)")
+            assert sorted(ids) == ["240p", "hd"]
+            rows = page.locator("#renditions tr").all_inner_texts()
+            assert any("\thd\t" in row for row in rows), rows
+        finally:
+            browser.close()
