@@ -110,7 +110,7 @@ class EdgeApp:
         self.metrics = EdgeMetrics(cfg.worker, cfg.cache_dir / "metrics")
         self.store = TieredStore(cfg.memory_size_bytes, cfg.cache_dir / "objects",
                                  cfg.cache_size_bytes, cfg.disk_policy)
-        self.upstream = Upstream(cfg.upstream)
+        self.upstream = Upstream(cfg.upstream, clock)
         self.upstream.on_fetch = self.metrics.observe_fetch  # type: ignore[assignment]
         self.inflight: dict[str, Inflight] = {}
         self.inflight_dir = cfg.cache_dir / "inflight"
