@@ -71,6 +71,11 @@ _PROTOCOLS = {"1.0": "h1", "1.1": "h1", "2": "h2", "3": "h3"}
 FIRST_CHUNK_BYTES = 64 * 1024
 CROWD_REQUESTS = 64
 PURGE_TARGET_MAX_CHARS = 4096
+PREFETCH_CONCURRENCY = 8
+"""Prefetches fetching from the origin at once, per worker."""
+MAX_QUEUED_PREFETCHES = 64
+"""Prefetches waiting or running per worker; hints beyond this are dropped (counted in
+``edge_prefetches_dropped_total``), as a prefetch is only ever an optimisation."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ class EdgeApp:
             return
         self._started = True
         await self.upstream.start()
-        self._prefetch_slots = asyncio.Semaphore(8)
+        self._prefetch_slots = asyncio.Semaphore(PREFETCH_CONCURRENCY)
         self._spawn(self._housekeeping())
 
     async def shutdown(self) -> None:
@@ -600,6 +605,9 @@ class EdgeApp:
             key = cache_key(target, "")
             if key in self.inflight or key in self._prefetching or key in self.store.memory.index:
                 continue
+            if len(self._prefetching) >= MAX_QUEUED_PREFETCHES:
+                self.metrics.prefetches_dropped.labels(self.cfg.worker).inc()
+                return
             self._prefetching.add(key)
             self._spawn(self._prefetch_one(key, target))
 

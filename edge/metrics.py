@@ -54,6 +54,9 @@ class EdgeMetrics:
             ["worker"], registry=r)
         self.prefetches = Counter(
             "edge_prefetches", "Background prefetches started", ["worker"], registry=r)
+        self.prefetches_dropped = Counter(
+            "edge_prefetches_dropped", "Prefetch hints dropped: too many queued",
+            ["worker"], registry=r)
         self.cache_bytes = Gauge(
             "edge_cache_bytes", "Bytes held per cache tier", ["tier", "worker"], registry=r)
         self._hits = 0

@@ -480,18 +480,35 @@ def _split_outside_quotes(s: str) -> list[str]:
     return parts
 
 
+MAX_NOR_HINTS = 4
+"""CMCD ``nor`` names read per request (CTA-5004 v1 sends one; v2 allows a list). More
+are ignored: one request must not fan out into many origin fetches."""
+
+
+def title_root(path: str) -> str | None:
+    """``/media/NAME/`` for a path inside a title, else None."""
+    parts = path.split("/", 3)
+    if len(parts) < 4 or parts[1] != "media" or not parts[2]:
+        return None
+    return f"/media/{parts[2]}/"
+
+
 def prefetch_choice(path: str, query: str, request_headers: Mapping[str, str], k: int) -> list[str]:
     """Paths to fetch in the background after a request for ``path``.
 
     CMCD ``nor`` (next object request, a URL relative to the request) comes first, as the
-    player's own hint; then the next ``k`` segments of the rendition. Only ``/media/``
-    paths are prefetched, each at most once, never the requested path itself.
+    player's own hint: at most :data:`MAX_NOR_HINTS` names, each only if it stays inside
+    the requested title (``/media/NAME/``); then the next ``k`` segments of the
+    rendition. Each path at most once, never the requested path itself.
     """
+    root = title_root(path)
+    if root is None:
+        return []
     chosen: list[str] = []
     cmcd = parse_cmcd(query, request_headers)
     nor = cmcd.get("nor")
     if isinstance(nor, str) and nor:
-        for rel in nor.split(","):
+        for rel in nor.split(",", MAX_NOR_HINTS)[:MAX_NOR_HINTS]:
             rel = unquote(rel.strip())
             if not rel:
                 continue
@@ -505,7 +522,7 @@ def prefetch_choice(path: str, query: str, request_headers: Mapping[str, str], k
     chosen.extend(next_segments(path, k))
     out: list[str] = []
     for p in chosen:
-        if p.startswith("/media/") and p != path and p not in out:
+        if p.startswith(root) and p != path and p not in out:
             out.append(p)
     return out
 

@@ -279,6 +279,21 @@ def test_prefetch_next_segments_and_cmcd_nor(origin: Any, edge_factory: Any) -> 
         assert state.count("/media/t/360p/seg-00002.m4s") == 1
 
 
+def test_cmcd_nor_with_1000_names_makes_a_bounded_number_of_origin_fetches(
+        origin: Any, edge_factory: Any) -> None:
+    state, url = origin
+    for n in range(1, 1100):
+        state.objects[f"/media/t/360p/seg-{n:05d}.m4s"] = Obj(b"s", {"Cache-Control": SEG_CC})
+    many = ",".join(f"seg-{n:05d}.m4s" for n in range(2, 1002))
+    with edge_factory([url], prefetch_k=2) as edge:
+        for _ in range(3):  # repeated hints dedupe with the queue and the cache
+            httpx.get(edge.http + "/media/t/360p/seg-00001.m4s",
+                      headers={"CMCD-Request": f'nor="{many}"'})
+        time.sleep(0.5)
+        assert sum(state.fetches.values()) == 1 + 4
+        assert max(state.fetches.values()) == 1
+
+
 def test_cors_preflight_allows_range(origin: Any, edge_factory: Any) -> None:
     _, url = origin
     with edge_factory([url]) as edge:

@@ -196,6 +196,16 @@ def test_prefetch_next_segments_and_cmcd_nor() -> None:
     assert prefetch_choice(p, "", {"cmcd-request": 'nor="../../../../etc/x"'}, 0) == []
 
 
+def test_cmcd_nor_is_capped_and_stays_inside_the_title() -> None:
+    p = "/media/t/360p/seg-00003.m4s"
+    many = ",".join(f"seg-{n:05d}.m4s" for n in range(10, 1010))
+    hints = prefetch_choice(p, "", {"cmcd-request": f'nor="{many}"'}, 2)
+    assert hints == [f"/media/t/360p/seg-{n:05d}.m4s" for n in (10, 11, 12, 13, 4, 5)]
+    other = prefetch_choice(p, "", {"cmcd-request": 'nor="../../u/360p/seg-00001.m4s,/media/u/a"'}, 0)
+    assert other == []
+    assert prefetch_choice("/healthz", "", {"cmcd-request": 'nor="/media/t/a"'}, 2) == []
+
+
 def test_lru_index_evicts_least_recent_within_bytes() -> None:
     lru = LruIndex(100)
     assert lru.add("a", 40) == []
