@@ -69,6 +69,10 @@ _CORS_ALLOW_HEADERS = (
 _CORS_EXPOSE = "X-Cache, Age, Content-Range, Content-Length, Accept-Ranges, ETag, Via"
 _PROTOCOLS = {"1.0": "h1", "1.1": "h1", "2": "h2", "3": "h3"}
 FIRST_CHUNK_BYTES = 64 * 1024
+STREAM_CHUNK_BYTES = 64 * 1024
+"""A stored body larger than this goes out in slices of this size, each handed to the
+server only when it took the previous one (backpressure): a client that reads slowly
+holds a slice or two of the object, not a copy of all of it."""
 CROWD_REQUESTS = 64
 PURGE_TARGET_MAX_CHARS = 4096
 PREFETCH_CONCURRENCY = 8
@@ -96,6 +100,9 @@ class EdgeConfig:
     """Segments to prefetch after a segment request (0 disables, CMCD ``nor`` still used)."""
     purge_token: str | None = None
     """Bearer token for ``POST /purge``; None disables purging."""
+    send_timeout_s: float = 30.0
+    """A response whose client takes no body bytes for this long is cut (the connection or
+    stream is closed): a reader that makes no progress holds nothing for longer."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """Freshness knobs."""
     worker: str = "0"
@@ -173,7 +180,7 @@ class EdgeApp:
         if not self._started:
             await self.startup()
         t0 = time.monotonic()
-        ctx = _Ctx(scope, send)
+        ctx = _Ctx(scope, send, self.cfg.send_timeout_s)
         if self.cfg.alt_svc and scope.get("scheme") == "https" and ctx.protocol != "h3":
             ctx.alt_svc = self.cfg.alt_svc
         self._active += 1
@@ -185,6 +192,7 @@ class EdgeApp:
                 await ctx.simple(500, "internal error\n")
             else:
                 ctx.cut = type(exc).__name__
+                self.metrics.cut.labels(ctx.cut, self.cfg.worker).inc()
         finally:
             self._active -= 1
             self._log(ctx, time.monotonic() - t0)
@@ -509,7 +517,7 @@ class EdgeApp:
         if ctx.scope["method"] == "HEAD":
             await ctx.body(b"", more=False)
             return
-        async for chunk in flight.follow(start, end):
+        async for chunk in flight.follow(start, end, STREAM_CHUNK_BYTES):
             await ctx.body(chunk, more=True)
         await ctx.body(b"", more=False)
 
@@ -562,20 +570,24 @@ class EdgeApp:
                 status = 206
                 payload = body[rng.first:rng.last + 1]
                 hs.append(("content-range", rng.content_range(len(body))))
-        if (len(payload) <= FIRST_CHUNK_BYTES or ctx.scope["method"] == "HEAD"
-                or self._active < CROWD_REQUESTS):
+        if len(payload) <= STREAM_CHUNK_BYTES or ctx.scope["method"] == "HEAD":
             await ctx.send_full(status, hs, payload)
             return
-        # A crowd (many requests in progress) and a large body: a first slice, a turn for
-        # the other requests, then the rest, so that all of them get their first bytes
-        # early (TTFB) instead of queueing behind whole-object writes.
         hs = [h for h in hs if h[0] != "content-length"]
         hs.append(("content-length", str(len(payload))))
         await ctx.start(status, hs)
         view = memoryview(payload)
-        await ctx.body(bytes(view[:FIRST_CHUNK_BYTES]), more=True)
-        await asyncio.sleep(0)
-        await ctx.body(bytes(view[FIRST_CHUNK_BYTES:]), more=False)
+        crowd = self._active >= CROWD_REQUESTS
+        # In a crowd (many requests in progress) a small first slice, then a turn for the
+        # other requests, so that all of them get their first bytes early (TTFB).
+        at = FIRST_CHUNK_BYTES if crowd else STREAM_CHUNK_BYTES
+        await ctx.body(bytes(view[:at]), more=True)
+        if crowd:
+            await asyncio.sleep(0)
+        while at < len(payload):
+            nxt = at + STREAM_CHUNK_BYTES
+            await ctx.body(bytes(view[at:nxt]), more=nxt < len(payload))
+            at = nxt
 
     async def _send_416(self, ctx: _Ctx, size: int, x_cache: str) -> None:
         ctx.cache = x_cache
@@ -671,12 +683,17 @@ class EdgeApp:
 
 # ------------------------------------------------------------------- helpers
 
+class SlowReader(Exception):
+    """The client made no progress reading a response (it is cut, and logged so)."""
+
+
 class _Ctx:
     """One request's response state (so the access log sees what was sent)."""
 
-    def __init__(self, scope: Scope, send: Send) -> None:
+    def __init__(self, scope: Scope, send: Send, send_timeout_s: float = 30.0) -> None:
         self.scope = scope
         self._send = send
+        self.send_timeout_s = send_timeout_s
         self.status = 0
         self.cache = "NONE"
         self.body_bytes = 0
@@ -700,8 +717,17 @@ class _Ctx:
                                       for k, v in headers]})
 
     async def body(self, data: bytes, more: bool) -> None:
+        """Send body bytes; waits while the server's buffer for this response is full, at
+        most ``send_timeout_s`` (then :class:`SlowReader`)."""
+        try:
+            async with asyncio.timeout(self.send_timeout_s):
+                await self._send({"type": "http.response.body", "body": data, "more_body": more})
+        except TimeoutError:
+            raise SlowReader(self._slow()) from None
         self.body_bytes += len(data)
-        await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    def _slow(self) -> str:
+        return f"the client took no bytes for {self.send_timeout_s:g} s"
 
     async def send_full(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
         headers = [h for h in headers if h[0] != "content-length"]

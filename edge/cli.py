@@ -65,6 +65,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--header-timeout", type=float, default=5.0, metavar="S",
                    help="seconds a client has to send a complete request head; also how long an "
                         "h2 connection may leave PINGs unanswered (default 5)")
+    p.add_argument("--send-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds a client may take no response bytes before the response is "
+                        "cut and its connection or stream closed (1-3600; default 30)")
     p.add_argument("--quic-datagram", type=int, default=1350, metavar="BYTES",
                    help="largest QUIC datagram the edge sends (default 1350; at most the "
                         "peer's max_udp_payload_size is used)")
@@ -98,6 +101,8 @@ def build_config(args: argparse.Namespace) -> Any:
         raise EdgeError("--quic-datagram must be between 1200 and 65000.")
     if args.workers < 1:
         raise EdgeError("--workers must be at least 1.")
+    if not 1 <= args.send_timeout <= 3600:
+        raise EdgeError("--send-timeout must be between 1 and 3600 seconds.")
     if (args.cert is None) != (args.key is None):
         raise EdgeError("--cert and --key go together.")
     for f in (args.cert, args.key):
@@ -113,6 +118,7 @@ def build_config(args: argparse.Namespace) -> Any:
                                 args.retries),
         cache_dir=args.cache_dir, cache_size_bytes=cache_bytes, memory_size_bytes=mem_bytes,
         disk_policy=args.disk_policy, prefetch_k=args.prefetch, purge_token=token,
+        send_timeout_s=args.send_timeout,
         policy=PolicyConfig(negative_ttl_s=args.negative_ttl, key_params=key_params),
     )
     return ServerConfig(

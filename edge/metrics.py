@@ -54,6 +54,9 @@ class EdgeMetrics:
             ["worker"], registry=r)
         self.prefetches = Counter(
             "edge_prefetches", "Background prefetches started", ["worker"], registry=r)
+        self.cut = Counter(
+            "edge_responses_cut", "Responses ended before their last byte, by reason",
+            ["reason", "worker"], registry=r)
         self.prefetches_dropped = Counter(
             "edge_prefetches_dropped", "Prefetch hints dropped: too many queued",
             ["worker"], registry=r)

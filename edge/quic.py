@@ -38,6 +38,9 @@ _READ_BATCH = 64
 """Datagrams read per readiness event (one batch, one send per connection)."""
 _MAX_BACKLOG = 4096
 """Datagrams queued for the QUIC protocol before new ones are dropped."""
+H3_STREAM_BUFFER_BYTES = 1024 * 1024
+"""Unacknowledged bytes one HTTP/3 response may hold in its QUIC stream buffer before the
+app's next body ``send`` waits (backpressure: aioquic itself buffers without bound)."""
 
 _patched = False
 _aioquic_patched = False
@@ -650,6 +653,13 @@ def _keep_freed_heap() -> None:
             libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD)
 
 
+def _wake_drain_waiters(quic: Any) -> None:
+    waiters = quic.__dict__.pop("abr_drain_waiters", None)
+    for w in waiters or ():
+        if not w.done():
+            w.set_result(None)
+
+
 def apply_quic_tuning(quic_max_datagram_bytes: int = 1350,
                       handshakes: HandshakeLimits | None = None) -> None:
     """Patch hypercorn's QUIC server (once); connections accepted from now on send
@@ -676,7 +686,7 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350,
     from aioquic.quic.retry import QuicRetryTokenHandler
     from hypercorn.asyncio.udp_server import UDPServer
     from hypercorn.events import RawData
-    from hypercorn.protocol.events import Response
+    from hypercorn.protocol.events import Body, Response
     from hypercorn.protocol.h3 import H3Protocol
 
     dated: dict[int, tuple[int, list[tuple[bytes, bytes]]]] = {}
@@ -698,6 +708,24 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350,
                 await self.send()
             else:
                 await super().stream_send(event)
+                if type(event) is Body:
+                    await self._drained(event.stream_id)
+
+        async def _drained(self, stream_id: int) -> None:
+            """Wait while the stream holds more than H3_STREAM_BUFFER_BYTES unacknowledged
+            (woken after each send on the connection, i.e. after ACKs came in)."""
+            quic = self.connection._quic  # noqa: SLF001
+            while True:
+                stream = quic._streams.get(stream_id)  # noqa: SLF001
+                if stream is None:
+                    return
+                sender = stream.sender
+                if (len(sender._buffer) <= H3_STREAM_BUFFER_BYTES or sender.is_finished  # noqa: SLF001
+                        or sender.reset_pending or sender._reset_error_code is not None):  # noqa: SLF001
+                    return
+                waiter = asyncio.get_running_loop().create_future()
+                quic.__dict__.setdefault("abr_drain_waiters", []).append(waiter)
+                await waiter
 
     class TunedQuicProtocol(hquic.QuicProtocol):
         """Batches datagrams (one send per connection per batch) and arms the QUIC timer
@@ -805,6 +833,7 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350,
             for cid in connection.cids:
                 self.connections.pop(cid, None)
             connection.cids = set()
+            _wake_drain_waiters(connection.quic)
 
         async def handle(self, event: Any) -> None:
             if isinstance(event, RawData):
@@ -832,6 +861,7 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350,
         def _send_now(self, connection: Any) -> None:
             quic = connection.quic
             self._send_datagrams(quic.datagrams_to_send(now=self.loop.time()))
+            _wake_drain_waiters(quic)
             timer_at = quic.get_timer()
             handle = connection.timer
             if handle is not None and connection.timer_at != timer_at:
@@ -879,6 +909,7 @@ def apply_quic_tuning(quic_max_datagram_bytes: int = 1350,
                     for cid in connection.cids:
                         del self.connections[cid]
                     connection.cids = set()
+                    _wake_drain_waiters(quic)
                 elif isinstance(event, ProtocolNegotiated):
                     connection.h3 = TunedH3Protocol(
                         self.app, self.config, self.context, self.task_group, self.state,

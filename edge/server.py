@@ -33,6 +33,12 @@ UDP_BUFFER_BYTES = 4 * 2**20
 BACKLOG = 1024
 DRAIN_S = 2
 """Seconds a stopping worker waits for open TCP connections to finish."""
+H2_STREAM_BUFFER_BYTES = 256 * 1024
+"""Bytes granian buffers per HTTP/2 stream beyond the peer's window. A stream whose
+client keeps its window at 0 is cut after ``send_timeout_s``, but granian keeps what it
+had buffered until the connection closes: at most this × H2_MAX_STREAMS per connection."""
+H2_MAX_STREAMS = 100
+"""Concurrent HTTP/2 streams per connection (nginx: 128; a player needs a few)."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,8 @@ def tcp_server(app: EdgeApp, sock: socket.socket, cfg: ServerConfig,
             header_read_timeout=max(1, min(60_000, int(cfg.header_timeout_s * 1000))),
             max_buffer_size=max(8192, cfg.max_header_bytes)),
         http2_settings=HTTP2Settings(
-            max_headers_size=cfg.max_header_bytes, max_send_buffer_size=1024 * 1024,
+            max_headers_size=cfg.max_header_bytes, max_send_buffer_size=H2_STREAM_BUFFER_BYTES,
+            max_concurrent_streams=H2_MAX_STREAMS,
             keep_alive_interval=max(1000, int(cfg.header_timeout_s * 1000)),
             keep_alive_timeout=max(1, math.ceil(cfg.header_timeout_s))),
         # granian's logging.dictConfig must leave ours alone: levels only
