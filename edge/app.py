@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,10 +149,11 @@ class EdgeApp:
         await self.upstream.close()
         self.store.disk.close()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _housekeeping(self) -> None:
         """Cull the disk tier off the request path and refresh tier gauges."""
@@ -223,6 +224,7 @@ class EdgeApp:
 
     # ------------------------------------------------------------------- routing
     async def _handle(self, ctx: _Ctx, receive: Receive) -> None:
+        ctx.receive = receive
         method = ctx.scope["method"]
         raw_path = ctx.scope.get("raw_path") or ctx.scope["path"].encode()
         path_raw = raw_path.split(b"?", 1)[0].decode("latin-1")
@@ -281,7 +283,7 @@ class EdgeApp:
             if flight is None:
                 flight = Inflight(key)
                 self.inflight[key] = flight
-                self._spawn(self._load(flight, _path_qs(path, query)))
+                flight.task = self._spawn(self._load(flight, _path_qs(path, query)))
             await self._follow(ctx, flight, req_headers, collapsed=collapsed)
             return
         verdict = judge(hit.entry, now, self.cfg.policy,
@@ -291,7 +293,7 @@ class EdgeApp:
             return
         if verdict.action is Lookup.STALE_REVALIDATE_BACKGROUND:
             if key not in self.inflight:
-                self._start_fetch(key, _path_qs(path, query), hit)
+                self._start_fetch(key, _path_qs(path, query), hit).keep = True
             await self._send_stored(ctx, hit.entry, hit.body, "STALE", req_headers)
             return
         flight = self.inflight.get(key)
@@ -321,7 +323,7 @@ class EdgeApp:
                 flight.resolve(Head("stored", 200, entry=hit.entry, body=hit.body,
                                     x_cache="STALE" if stale else "HIT"))
                 if stale:
-                    self._start_fetch(key, path_qs, hit)
+                    self._start_fetch(key, path_qs, hit).keep = True
                 return
             await self._fetch(flight, path_qs, hit)
             return
@@ -341,12 +343,12 @@ class EdgeApp:
         if stale is None:
             shared = SharedFetch(self.inflight_dir, key)
             if shared.try_lock():
-                self._spawn(self._fetch(flight, path_qs, None, shared))
+                flight.task = self._spawn(self._fetch(flight, path_qs, None, shared))
             else:
                 flight.remote = True
-                self._spawn(self._mirror(flight, path_qs, shared))
+                flight.task = self._spawn(self._mirror(flight, path_qs, shared))
         else:
-            self._spawn(self._fetch(flight, path_qs, stale))
+            flight.task = self._spawn(self._fetch(flight, path_qs, stale))
         return flight
 
     async def _mirror(self, flight: Inflight, path_qs: str, shared: SharedFetch) -> None:
@@ -461,6 +463,56 @@ class EdgeApp:
 
     async def _follow(self, ctx: _Ctx, flight: Inflight, req_headers: dict[str, str],
                       collapsed: bool) -> None:
+        """Relay ``flight`` to this client until it is sent or the client hangs up; a
+        fetch whose every reader hung up is cancelled (:meth:`_abandon`)."""
+        relay = asyncio.ensure_future(self._relay(ctx, flight, req_headers, collapsed))
+        gone = asyncio.ensure_future(_disconnected(ctx.receive))
+        try:
+            await asyncio.wait((relay, gone), return_when=asyncio.FIRST_COMPLETED)
+            if not relay.done():
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await relay
+                ctx.cut = ctx.cut or "ClientGone"
+                return
+            relay.result()
+        finally:
+            if not relay.done():
+                relay.cancel()
+            gone.cancel()
+
+    @contextlib.contextmanager
+    def _reading(self, flight: Inflight) -> Iterator[None]:
+        """Count a reader of ``flight``; the last one to hang up (not to finish: a range
+        reader done early) abandons it."""
+        flight.readers += 1
+        hung_up = True
+        try:
+            yield
+            hung_up = False
+        finally:
+            flight.readers -= 1
+            if hung_up and flight.readers == 0 and not flight.done:
+                self._abandon(flight)
+
+    def _abandon(self, flight: Inflight) -> None:
+        """Every client of this fetch left: cancel it, unless it must finish anyway (a
+        prefetch, a background revalidation) or another worker mirrors it."""
+        task = flight.task
+        if flight.keep or task is None or task.done():
+            return
+        if not flight.remote and SharedFetch(self.inflight_dir, flight.key).has_followers():
+            return
+        self.metrics.abandoned.labels(self.cfg.worker).inc()
+        task.cancel()
+
+    async def _relay(self, ctx: _Ctx, flight: Inflight, req_headers: dict[str, str],
+                     collapsed: bool) -> None:
+        with self._reading(flight):
+            await self._relay_one(ctx, flight, req_headers, collapsed)
+
+    async def _relay_one(self, ctx: _Ctx, flight: Inflight, req_headers: dict[str, str],
+                         collapsed: bool) -> None:
         try:
             head = await asyncio.shield(flight.head)
         except Exception:  # noqa: BLE001 - the fetch broke before any header
@@ -480,7 +532,7 @@ class EdgeApp:
         if collapsed and not head.shareable:
             # RFC 9111 §4: a private/no-store answer must not be shared: fetch again.
             flight = self._start_fetch_uncollapsed(flight.key, ctx)
-            await self._follow(ctx, flight, req_headers, collapsed=False)
+            await self._relay(ctx, flight, req_headers, collapsed=False)
             return
         base = flight.out_headers
         if base is None:  # once per fetch, not once per collapsed reader
@@ -527,7 +579,7 @@ class EdgeApp:
         query = key_query(path, ctx.scope.get("query_string", b"").decode("latin-1"),
                           self.cfg.policy.key_params)  # the same parameters as the shared fetch
         path_qs = _path_qs(path, query)
-        self._spawn(self._fetch_private(flight, path_qs))
+        flight.task = self._spawn(self._fetch_private(flight, path_qs))
         return flight
 
     async def _fetch_private(self, flight: Inflight, path_qs: str) -> None:
@@ -631,6 +683,7 @@ class EdgeApp:
                     return
                 self.metrics.prefetches.labels(self.cfg.worker).inc()
                 flight = Inflight(key)
+                flight.keep = True
                 self.inflight[key] = flight
                 await self._load(flight, path)  # holds the slot until the body is in
         finally:
@@ -700,6 +753,7 @@ class _Ctx:
         self.started = False
         self.cut = ""
         self.alt_svc: str | None = None
+        self.receive: Receive | None = None
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                         for k, v in scope.get("headers", [])}
 
@@ -765,6 +819,20 @@ def _cors(hs: list[tuple[str, str]]) -> None:
 
 def _path_qs(path: str, query: str) -> str:
     return f"{path}?{query}" if query else path
+
+
+async def _disconnected(receive: Receive | None) -> None:
+    """Return when the client hangs up (ASGI ``http.disconnect``)."""
+    if receive is None:
+        await asyncio.Event().wait()
+        return
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return
+        if msg["type"] == "http.request" and not msg.get("more_body"):
+            continue  # the (empty) request body; the next message is the hang-up
+        await asyncio.sleep(0.05)  # pragma: no cover - a server that repeats itself
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -53,6 +53,12 @@ class Inflight:
         """True when another worker process fetches and this one mirrors it."""
         self.out_headers: list[tuple[str, str]] | None = None
         """Response headers shared by every reader (computed by the first one)."""
+        self.readers = 0
+        """Clients following this fetch now."""
+        self.keep = False
+        """Finish even when every reader left (prefetches, background revalidations)."""
+        self.task: asyncio.Task[None] | None = None
+        """The task that fetches (or mirrors); cancelled when every reader left."""
 
     # --- writer side (the fetch task)
     def resolve(self, head: Head) -> None:

@@ -57,6 +57,9 @@ class EdgeMetrics:
         self.cut = Counter(
             "edge_responses_cut", "Responses ended before their last byte, by reason",
             ["reason", "worker"], registry=r)
+        self.abandoned = Counter(
+            "edge_fetches_abandoned", "Origin fetches cancelled: every client left",
+            ["worker"], registry=r)
         self.prefetches_dropped = Counter(
             "edge_prefetches_dropped", "Prefetch hints dropped: too many queued",
             ["worker"], registry=r)

@@ -9,6 +9,8 @@ fetches, and tees the response into files that the other workers tail:
     inflight/<sha1(key)>.body   the body so far (appended as chunks arrive)
     inflight/<sha1(key)>.done   total length, written when the body is complete
     inflight/<sha1(key)>.err    written when the fetch failed
+    inflight/<sha1(key)>.f<pid> one per mirroring worker while it follows (the fetching
+                                worker keeps a fetch that its own clients left for them)
 
 A worker that loses the race mirrors the files into a local ``Inflight`` (polling every
 ``POLL_S``), so its clients stream the body as it arrives, as local followers do. When
@@ -43,7 +45,23 @@ class SharedFetch:
         self.body = stem.with_suffix(".body")
         self.done = stem.with_suffix(".done")
         self.err = stem.with_suffix(".err")
+        self.follower = stem.with_suffix(f".f{os.getpid()}")
+        self._stem = stem
         self._fd: int | None = None
+
+    def has_followers(self) -> bool:
+        """Another (live) worker mirrors this fetch now."""
+        for marker in self._stem.parent.glob(self._stem.name + ".f*"):
+            pid = marker.suffix[2:]
+            if pid.isdigit() and int(pid) != os.getpid():
+                try:
+                    os.kill(int(pid), 0)
+                except ProcessLookupError:
+                    continue
+                except PermissionError:
+                    pass
+                return True
+        return False
 
     # ------------------------------------------------------------- leader side
     def try_lock(self) -> bool:
@@ -122,6 +140,15 @@ class SharedFetch:
     async def mirror(self, flight: Inflight, timeout_s: float) -> str:
         """Feed ``flight`` from another worker's fetch. Returns "ok", "gone" (the lock
         went away without a head: look in the cache or fetch yourself) or "failed"."""
+        with contextlib.suppress(OSError):
+            self.follower.touch()
+        try:
+            return await self._mirror(flight, timeout_s)
+        finally:
+            with contextlib.suppress(OSError):
+                self.follower.unlink()
+
+    async def _mirror(self, flight: Inflight, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s
         while not self.head.exists():
             if self.err.exists():

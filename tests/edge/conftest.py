@@ -47,6 +47,8 @@ class FakeOrigin:
     """If set, the origin sends the first chunk and then waits for this event."""
     loop: asyncio.AbstractEventLoop | None = None
     seen_headers: list[dict[str, str]] = field(default_factory=list)
+    active: int = 0
+    """Responses being sent now (an edge that hung up ends its one)."""
 
     def count(self, path: str) -> int:
         return self.fetches.get(path, 0)
@@ -68,6 +70,13 @@ class FakeOrigin:
 
     def app(self) -> web.Application:
         async def handler(request: web.Request) -> web.StreamResponse:
+            self.active += 1
+            try:
+                return await respond(request)
+            finally:
+                self.active -= 1
+
+        async def respond(request: web.Request) -> web.StreamResponse:
             self.loop = asyncio.get_running_loop()
             path = request.path
             self.fetches[path] = self.fetches.get(path, 0) + 1
