@@ -48,6 +48,24 @@ RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 4.0
 """A failed request is retried after 0.25, 0.5, 1, 2, 4, 4, ... wall seconds."""
 
+# Bounds against broken or hostile servers (issue 10); a breach ends the session with one
+# sentence instead of growing memory, time or request counts without end. The segment count
+# per rendition is bounded in presentation.py (MAX_SEGMENTS_PER_TRACK).
+MAX_MANIFEST_BYTES = 16 * 2**20
+"""Largest manifest, playlist, title.json or init segment body: reading stops beyond it."""
+MAX_SEGMENT_BYTES = 512 * 2**20
+SEGMENT_BYTES_FACTOR = 64
+"""A media segment body may be at most 64 x its declared bitrate x duration (declared bitrates
+are peaks, so 64 x is far beyond any honest segment), and never beyond 512 MiB."""
+REQUEST_DEADLINE_S = 30.0
+REQUEST_DEADLINE_SEGMENTS = 10.0
+"""Overall time one request may take (wall seconds): max(30 s, 10 x the segment's duration);
+the socket read timeout alone never ends a body that trickles forever."""
+MAX_SIZE_PROBES = 1000
+"""HEADs spent on segment sizes when title.json is missing (levels x segments). A larger title
+sends none: every size is estimated as declared bitrate x duration, uniformly, so that
+levels stay comparable (a sample would mix measured and estimated sizes)."""
+
 
 @dataclass(frozen=True)
 class PlayConfig:
@@ -79,6 +97,8 @@ class PlayConfig:
     """Largest QUIC datagram (HTTP/3); loopback carries far larger ones than the 1350 default."""
     max_retries: int = 7
     """Retries of a request that failed in transport or with a 5xx before the session gives up."""
+    request_deadline_s: float = REQUEST_DEADLINE_S
+    """Least overall time one request may take (wall seconds); a segment gets 10 x its duration if longer."""
 
 
 @dataclass
@@ -186,14 +206,16 @@ class Session:
 
     # -- HTTP -------------------------------------------------------------------------
     async def fetch(self, url: str, kind: str, *, shaped: bool = True, cmcd: dict[str, Any] | None = None,
-                    on_progress: Any = None, method: str = "GET", **info: Any
-                    ) -> tuple[Reply, bytes | int, float, float]:
+                    on_progress: Any = None, method: str = "GET", limit_bytes: int = MAX_MANIFEST_BYTES,
+                    duration_s: float = 0.0, **info: Any) -> tuple[Reply, bytes | int, float, float]:
         """GET with retries; returns (reply, body or byte count, request time, first-byte time).
 
         Shaping applies to the body; the trace's request latency is waited before sending.
         ``on_progress(received, elapsed)`` may return False to abandon (then the reply's
-        byte count is what arrived).
+        byte count is what arrived). A body beyond ``limit_bytes``, or a request beyond its
+        deadline (see REQUEST_DEADLINE_S; ``duration_s`` is the segment's), ends the session.
         """
+        deadline_s = max(self.config.request_deadline_s, REQUEST_DEADLINE_SEGMENTS * duration_s)
         attempt = 0
         while True:
             start = sent = self.now()
@@ -207,9 +229,17 @@ class Session:
                 if cmcd and self.config.cmcd:
                     full_url += ("&" if "?" in url else "?") + cmcd_query(cmcd)
                 transfer = _Transfer(self, start, shaped, kind in ("manifest", "playlist", "title"),
-                                     on_progress)
-                reply = await self.client.request(full_url, {"accept": "*/*"}, transfer.on_chunk,
-                                                 method=method)
+                                     on_progress, limit_bytes)
+                try:
+                    async with asyncio.timeout(deadline_s):
+                        reply = await self.client.request(full_url, {"accept": "*/*"}, transfer.on_chunk,
+                                                         method=method)
+                except TimeoutError:
+                    raise PlayerError(f"{url} took longer than {deadline_s:g} s, the player's deadline for one "
+                                      "request (the body trickles or never ends)") from None
+                if transfer.overflow:
+                    raise PlayerError(f"{url} sent more than {_mib(limit_bytes)}, the player's bound for a "
+                                      f"{kind} body")
                 await self.sleep_until(transfer.ready_s)
                 end = self.now()
                 received, first = transfer.received, transfer.first
@@ -274,7 +304,8 @@ class Session:
         return pres, await self.sizes(pres)
 
     async def sizes(self, pres: Presentation) -> Video:
-        """Segment sizes for the algorithms: the title's title.json when served, else HEAD."""
+        """Segment sizes for the algorithms: the title's title.json when served, else HEAD (up to
+        MAX_SIZE_PROBES requests), else estimated from the declared bitrates."""
         try:
             text = await self.text(urljoin(pres.url, "title.json"), "title")
             video = parse_title(urlsplit(pres.url).path, json.loads(text))
@@ -282,6 +313,10 @@ class Session:
                 return video
         except (PlayerError, ValueError):
             pass
+        bitrates = [t.bitrate_bps for t in pres.video]
+        if sum(len(t.segment_urls) for t in pres.video) > MAX_SIZE_PROBES:
+            self.event("sizes_estimated", reason=f"no title.json and more than {MAX_SIZE_PROBES} segments")
+            return make_video(urlsplit(pres.url).path, bitrates, pres.segment_s, estimated_sizes(pres))
         sizes = []
         for t in pres.video:
             row = []
@@ -289,7 +324,6 @@ class Session:
                 reply, _, _, _ = await self.fetch(seg_url, "head", shaped=False, method="HEAD")
                 row.append(int(reply.headers.get("content-length", "0")))
             sizes.append(row)
-        bitrates = [t.bitrate_bps for t in pres.video]
         return make_video(urlsplit(pres.url).path, bitrates, pres.segment_s, sizes)
 
     # -- the session ------------------------------------------------------------------
@@ -362,7 +396,9 @@ class Session:
                     cmcd["su"] = True
                 seg_start = self.now()
                 reply, got, _, first_t = await self.fetch(track.segment_urls[k], "video", cmcd=cmcd,
-                                                          on_progress=check, segment=k, level=level)
+                                                          on_progress=check, segment=k, level=level,
+                                                          limit_bytes=segment_limit(track.bitrate_bps, durs[k]),
+                                                          duration_s=durs[k])
                 assert isinstance(got, int)
                 if check.abandon_to is not None:
                     abr.report_download(Download(k, level, got, self.now() - seg_start, play.buffer_s, True,
@@ -381,7 +417,9 @@ class Session:
                 while audio_next < len(audio.segment_urls) and (audio_end < video_end - 1e-6 or k == n - 1):
                     acmcd = {"bl": _round100(play.buffer_s * 1000), "d": round(audio.durations_s[audio_next] * 1000),
                              "ot": "a", "sid": self.sid, "st": "v", "sf": "h" if pres.kind == "hls" else "d"}
-                    await self.fetch(audio.segment_urls[audio_next], "audio", cmcd=acmcd, segment=audio_next)
+                    adur = audio.durations_s[audio_next]
+                    await self.fetch(audio.segment_urls[audio_next], "audio", cmcd=acmcd, segment=audio_next,
+                                     limit_bytes=segment_limit(audio.bitrate_bps, adur), duration_s=adur)
                     audio_end += audio.durations_s[audio_next]
                     audio_next += 1
             self.playback_events(play.segment_added(self.now(), durs[k], last=k == n - 1))
@@ -401,9 +439,13 @@ class Session:
 class _Transfer:
     """Per-request body handling: shaping, playback clock, abandonment, keeping text bodies."""
 
-    def __init__(self, session: Session, start: float, shaped: bool, keep: bool, on_progress: Any) -> None:
+    def __init__(self, session: Session, start: float, shaped: bool, keep: bool, on_progress: Any,
+                 limit_bytes: int) -> None:
         self.session, self.start, self.shaped, self.keep = session, start, shaped, keep
         self.on_progress = on_progress
+        self.limit_bytes = limit_bytes
+        self.overflow = False
+        """The body went beyond ``limit_bytes`` (reading stopped)."""
         self.parts: list[bytes] = []
         self.received = 0
         self.first: list[float] = []
@@ -415,6 +457,9 @@ class _Transfer:
         if not self.first:
             self.first.append(s.now())
         self.received += len(chunk)
+        if self.received > self.limit_bytes:
+            self.overflow = True
+            return False
         if self.keep:
             self.parts.append(chunk)
         if self.shaped and s.shaper is not None:
@@ -448,6 +493,22 @@ class _AbandonCheck:
             self.abandon_to = int(new)
             return False
         return True
+
+
+def segment_limit(bitrate_bps: int, duration_s: float) -> int:
+    """Largest body accepted for a media segment (SEGMENT_BYTES_FACTOR, MAX_SEGMENT_BYTES)."""
+    if bitrate_bps <= 0:
+        return MAX_SEGMENT_BYTES
+    return min(MAX_SEGMENT_BYTES, int(SEGMENT_BYTES_FACTOR * bitrate_bps * duration_s / 8))
+
+
+def estimated_sizes(pres: Presentation) -> list[list[int]]:
+    """Segment sizes as declared bitrate x duration (a title too large to HEAD segment by segment)."""
+    return [[round(t.bitrate_bps * d / 8) for d in t.durations_s] for t in pres.video]
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
 def _round100(x: float) -> int:

@@ -1,5 +1,6 @@
-"""The player against hostile or broken servers (real sockets on 127.0.0.x): failures that
-no retry can fix end at once with a hint."""
+"""The player against hostile or broken servers (real sockets on 127.0.0.x): bounds on
+manifests, bodies, HEADs and request time; failures that no retry can fix end at once with
+a hint."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import pytest
 from aiohttp import web
 
 from abrstack.stack import free_port
+from player_sim import player
+from player_sim.errors import PlayerError
 from player_sim.player import PlayConfig, Session, SessionLog
+from player_sim.presentation import MAX_SEGMENTS_PER_TRACK, parse_dash
 from tests.play.conftest import serving
 
 
@@ -51,3 +55,95 @@ def test_a_closed_port_fails_at_once_naming_host_and_port(protocol: str, scheme:
     log = run_session(url=f"{scheme}://127.0.0.1:{port}/master.m3u8", protocol=protocol)
     assert time.monotonic() - t < 3 and log.retries == 0
     assert log.error is not None and f"nothing listens on 127.0.0.1:{port}" in log.error
+
+
+SEG_S = 0.1
+SEG_BPS = 100_000
+"""The test title: one 100-kbit/s rendition of 0.1-s segments."""
+
+
+def hls_app(segments: int, segment: Any = None, master: Any = None, counts: dict[str, int] | None = None
+            ) -> web.Application:
+    """master.m3u8 -> v.m3u8 (``segments`` segments s<i>.m4s of 1000 bytes, or ``segment``'s body);
+    no title.json. ``counts`` counts requests by method."""
+    counts = counts if counts is not None else {}
+    media = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n" + "".join(
+        f"#EXTINF:{SEG_S},\ns{i}.m4s\n" for i in range(segments)) + "#EXT-X-ENDLIST\n"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        counts[request.method] = counts.get(request.method, 0) + 1
+        name = request.match_info["tail"]
+        if name == "master.m3u8":
+            if master is not None:
+                return await master(request)
+            return web.Response(text=f"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH={SEG_BPS}\nv.m3u8\n")
+        if name == "v.m3u8":
+            return web.Response(text=media)
+        if name.endswith(".m4s"):
+            if request.method == "HEAD":
+                return web.Response(headers={"content-length": "1000"})
+            if segment is not None:
+                return await segment(request)
+            return web.Response(body=b"x" * 1000)
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    return app
+
+
+async def endless(request: web.Request, chunk: bytes = b"x" * 65536, pause_s: float = 0.0) -> web.StreamResponse:
+    """A body that never ends (until the client goes away)."""
+    resp = web.StreamResponse()
+    await resp.prepare(request)
+    while True:
+        await resp.write(chunk)
+        await asyncio.sleep(pause_s)
+
+
+@pytest.mark.parametrize("r", [MAX_SEGMENTS_PER_TRACK, 300_000_000])
+def test_a_timeline_beyond_the_segment_bound_is_refused_before_expanding(r: int) -> None:
+    mpd = f"""<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static">
+      <Period><AdaptationSet contentType="video"><SegmentTemplate timescale="1000" media="$Number$.m4s">
+      <SegmentTimeline><S t="0" d="2000"/><S d="2000" r="{r}"/></SegmentTimeline></SegmentTemplate>
+      <Representation id="v" bandwidth="500000"/></AdaptationSet></Period></MPD>"""
+    t = time.monotonic()
+    with pytest.raises(PlayerError, match=f"{r + 2} segments, more than the player's bound of 100000"):
+        parse_dash(mpd, "http://x/m.mpd")
+    assert time.monotonic() - t < 1
+
+
+def test_an_endless_playlist_body_stops_at_the_manifest_bound() -> None:
+    with serving(hls_app(1, master=lambda rq: endless(rq, b"#EXTM3U\n" * 8192))) as url:
+        t = time.monotonic()
+        log = run_session(url=f"{url}/master.m3u8")
+    assert time.monotonic() - t < 10
+    assert log.error == f"{url}/master.m3u8 sent more than 16 MiB, the player's bound for a manifest body"
+
+
+def test_an_endless_segment_body_ends_the_session() -> None:
+    with serving(hls_app(3, segment=endless)) as url:
+        log = run_session(url=f"{url}/master.m3u8")
+    bound = 64 * SEG_BPS * SEG_S / 8  # 64 x declared bitrate x duration
+    assert log.error == f"{url}/s0.m4s sent more than {bound:g} bytes, the player's bound for a video body"
+
+
+def test_a_trickling_segment_body_meets_the_request_deadline() -> None:
+    with serving(hls_app(3, segment=lambda rq: endless(rq, b"x", 0.05))) as url:
+        t = time.monotonic()
+        log = run_session(url=f"{url}/master.m3u8", request_deadline_s=1.0)
+    assert time.monotonic() - t < 5
+    assert log.error == f"{url}/s0.m4s took longer than 1 s, the player's deadline for one request " \
+        "(the body trickles or never ends)"
+
+
+@pytest.mark.parametrize("segments", [3, player.MAX_SIZE_PROBES + 1])
+def test_segment_sizes_are_estimated_beyond_the_head_bound(segments: int) -> None:
+    counts: dict[str, int] = {}
+    with serving(hls_app(segments, counts=counts)) as url:
+        log = run_session(url=f"{url}/master.m3u8", speed=50)
+    assert log.error is None, log.error
+    estimated = segments > player.MAX_SIZE_PROBES
+    assert counts.get("HEAD", 0) == (0 if estimated else segments)
+    assert any(e["type"] == "sizes_estimated" for e in log.events) == estimated
+    assert log.result is not None and len(log.result.records) == segments
