@@ -7,6 +7,8 @@ async callback that may stop it (abandonment, shaping). Transport failures becom
 :class:`TransportFailure`, which the player retries; the client reconnects by itself.
 Failures that no retry can fix (an untrusted certificate, a hostname mismatch, a refused
 first connection to a host) become a plain :class:`PlayerError` with a hint instead.
+
+No client follows redirects: the player does, hop by hop, checking each hop's host.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ class H1Client(HttpClient):
         import aiohttp
 
         try:
-            async with self._client().request(method, url, headers=headers) as r:
+            async with self._client().request(method, url, headers=headers, allow_redirects=False) as r:
                 self.reached.add(host_port(url))
                 reply = Reply(r.status, {k.lower(): v for k, v in r.headers.items()},
                               f"{r.version.major}.{r.version.minor}")
@@ -168,7 +170,7 @@ class H2Client(HttpClient):
 
         if self._client is None:
             self._client = httpx.AsyncClient(
-                http1=False, http2=True, verify=self._verify,
+                http1=False, http2=True, verify=self._verify, follow_redirects=False,
                 timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
                 limits=httpx.Limits(max_connections=1), trust_env=False,
             )

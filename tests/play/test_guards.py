@@ -147,3 +147,88 @@ def test_segment_sizes_are_estimated_beyond_the_head_bound(segments: int) -> Non
     assert counts.get("HEAD", 0) == (0 if estimated else segments)
     assert any(e["type"] == "sizes_estimated" for e in log.events) == estimated
     assert log.result is not None and len(log.result.records) == segments
+
+
+def site(routes: dict[str, Any], seen: list[str] | None = None) -> web.Application:
+    """A server of ``routes``: path -> playlist text, or ("redirect", location). ``seen`` collects
+    the paths of GETs and HEADs."""
+    seen = seen if seen is not None else []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.path if request.method == "GET" else f"{request.method} {request.path}")
+        route = routes.get(request.path)
+        if isinstance(route, tuple):
+            raise web.HTTPFound(route[1])
+        if isinstance(route, str):
+            return web.Response(text=route)
+        if request.path.endswith(".m4s"):
+            return web.Response(body=b"x" * 1000)
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    return app
+
+
+def master(variant: str) -> str:
+    return f"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH={SEG_BPS}\n{variant}\n"
+
+
+def media(*segments: str) -> str:
+    return "#EXTM3U\n#EXT-X-TARGETDURATION:1\n" + "".join(
+        f"#EXTINF:{SEG_S},\n{s}\n" for s in segments) + "#EXT-X-ENDLIST\n"
+
+
+def test_uris_resolve_against_the_final_url_and_the_manifest_s_redirect_target_is_allowed() -> None:
+    seen_a: list[str] = []
+    seen_b: list[str] = []
+    with serving(site({"/real/master.m3u8": master("v/index.m3u8"), "/real/v/index.m3u8": media("s0.m4s", "s1.m4s")},
+                      seen_b)) as b, \
+            serving(site({"/master.m3u8": ("redirect", "/moved.m3u8"),
+                          "/moved.m3u8": ("redirect", f"{b}/real/master.m3u8")}, seen_a)) as a:
+        log = run_session(url=f"{a}/master.m3u8", speed=20)
+    assert log.error is None, log.error
+    assert seen_a == ["/master.m3u8", "/moved.m3u8"]
+    assert [p for p in seen_b if p.endswith((".m3u8", ".m4s"))] == [
+        "/real/master.m3u8", "/real/v/index.m3u8", "HEAD /real/v/s0.m4s", "HEAD /real/v/s1.m4s",
+        "/real/v/s0.m4s", "/real/v/s1.m4s"]
+    hops = [(e["url"], e["location"]) for e in log.events if e["type"] == "redirect"]
+    assert hops == [(f"{a}/master.m3u8", f"{a}/moved.m3u8"), (f"{a}/moved.m3u8", f"{b}/real/master.m3u8")]
+
+
+@pytest.mark.parametrize("via", ["absolute variant", "absolute segment", "segment redirect"])
+def test_another_host_is_refused_unless_allowed(via: str) -> None:
+    seen_other: list[str] = []
+    with serving(site({"/v.m3u8": media("s0.m4s"), "/s0.m4s": media("s0.m4s")}, seen_other)) as other:
+        routes: dict[str, Any] = {
+            "absolute variant": {"/master.m3u8": master(f"{other}/v.m3u8")},
+            "absolute segment": {"/master.m3u8": master("v.m3u8"), "/v.m3u8": media(f"{other}/s0.m4s")},
+            "segment redirect": {"/master.m3u8": master("v.m3u8"), "/v.m3u8": media("s0.m4s"),
+                                 "/s0.m4s": ("redirect", f"{other}/s0.m4s")},
+        }[via]
+        with serving(site(routes)) as url:
+            refused = run_session(url=f"{url}/master.m3u8", speed=20)
+            assert seen_other == []
+            allowed = run_session(url=f"{url}/master.m3u8", speed=20, allow_hosts=(other.split("//")[1],))
+    hp = other.split("//")[1]
+    assert refused.error is not None and refused.error.startswith("refusing http://")
+    assert refused.error.endswith(f"{hp} is not the manifest's origin; pass --allow-host {hp} "
+                                  "to let the player fetch from it")
+    assert allowed.error is None, allowed.error
+    assert "/s0.m4s" in seen_other
+
+
+def test_redirects_are_followed_at_most_five_times() -> None:
+    with serving(site({"/master.m3u8": ("redirect", "/master.m3u8")})) as url:
+        log = run_session(url=f"{url}/master.m3u8")
+    assert log.error == f"{url}/master.m3u8 was redirected more than 5 times"
+
+
+def test_allow_host_values_are_checked(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "abrstack", "play", "http://127.0.0.1:1/m.m3u8",
+                           "--allow-host", "http://x/"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "abr play: error: --allow-host takes HOST or HOST:PORT, not 'http://x/'"
