@@ -5,13 +5,17 @@ Every client offers one call, :meth:`HttpClient.request`: send a GET, report the
 (status, headers, negotiated protocol), then hand the body over chunk by chunk to an
 async callback that may stop it (abandonment, shaping). Transport failures become
 :class:`TransportFailure`, which the player retries; the client reconnects by itself.
+Failures that no retry can fix (an untrusted certificate, a hostname mismatch, a refused
+first connection to a host) become a plain :class:`PlayerError` with a hint instead.
+
+No client follows redirects: the player does, hop by hop, checking each hop's host.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +46,38 @@ OnChunk = Callable[[bytes], Awaitable[bool]]
 """Called with each body chunk; returns False to stop reading (the request is cancelled)."""
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def host_port(url: str) -> str:
+    """``HOST:PORT`` of a URL (the scheme's default port when none is given)."""
+    u = urlsplit(url)
+    return f"{u.hostname or ''}:{u.port or (443 if u.scheme == 'https' else 80)}"
+
+
+def failure(exc: BaseException, url: str, reached: set[str]) -> PlayerError:
+    """What a failed request becomes: a :class:`TransportFailure` (retried) unless retrying cannot
+    fix it; ``reached`` holds the ``HOST:PORT``s that have answered before in this session."""
+    hp = host_port(url)
+    causes = list(_causes(exc))
+    tls = [e for e in causes if isinstance(e, ssl.SSLCertVerificationError)]
+    if tls:  # the innermost is ssl's own (aiohttp's wrapper subclasses it without verify_message)
+        reason = (getattr(tls[-1], "verify_message", None) or "verification failed").rstrip(".")
+        return PlayerError(f"the certificate of {hp} is not trusted ({reason}): pass --cacert FILE "
+                           "(e.g. the edge's cert.pem) or --insecure")
+    for e in causes:
+        if isinstance(e, ConnectionRefusedError) and hp not in reached:
+            # Refused after an earlier answer is a restart (retried); refused at once is a wrong port.
+            return PlayerError(f"nothing listens on {hp} (connection refused for {url})")
+    return TransportFailure(f"{url}: {type(exc).__name__}: {exc}")
+
+
 def ssl_context(cafile: str | None, insecure: bool) -> ssl.SSLContext | bool:
     if insecure:
         return False
@@ -53,6 +89,11 @@ class HttpClient:
     """Base: `request(url, headers, on_reply, on_chunk) -> Reply`."""
 
     protocol = ""
+    reached: set[str]
+    """``HOST:PORT``s that have answered in this session (see :func:`failure`)."""
+
+    def __init__(self) -> None:
+        self.reached = set()
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -74,6 +115,7 @@ class H1Client(HttpClient):
     protocol = "h1"
 
     def __init__(self, cafile: str | None = None, insecure: bool = False) -> None:
+        super().__init__()
         self._ssl = ssl_context(cafile, insecure)
         self._session: Any = None
 
@@ -93,7 +135,8 @@ class H1Client(HttpClient):
         import aiohttp
 
         try:
-            async with self._client().request(method, url, headers=headers) as r:
+            async with self._client().request(method, url, headers=headers, allow_redirects=False) as r:
+                self.reached.add(host_port(url))
                 reply = Reply(r.status, {k.lower(): v for k, v in r.headers.items()},
                               f"{r.version.major}.{r.version.minor}")
                 async for chunk in r.content.iter_any():
@@ -103,7 +146,7 @@ class H1Client(HttpClient):
                 return reply
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await self.close()
-            raise TransportFailure(f"{url}: {type(exc).__name__}: {exc}") from None
+            raise failure(exc, url, self.reached) from None
 
     async def close(self) -> None:
         if self._session is not None:
@@ -118,6 +161,7 @@ class H2Client(HttpClient):
     protocol = "h2"
 
     def __init__(self, cafile: str | None = None, insecure: bool = False) -> None:
+        super().__init__()
         self._verify = ssl_context(cafile, insecure)
         self._client: Any = None
 
@@ -126,7 +170,7 @@ class H2Client(HttpClient):
 
         if self._client is None:
             self._client = httpx.AsyncClient(
-                http1=False, http2=True, verify=self._verify,
+                http1=False, http2=True, verify=self._verify, follow_redirects=False,
                 timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
                 limits=httpx.Limits(max_connections=1), trust_env=False,
             )
@@ -140,6 +184,7 @@ class H2Client(HttpClient):
             raise PlayerError(f"HTTP/2 needs an https:// URL (TLS with ALPN): {url}")
         try:
             async with self._get().stream(method, url, headers=headers) as r:
+                self.reached.add(host_port(url))
                 reply = Reply(r.status_code, {k.lower(): v for k, v in r.headers.items()},
                               r.http_version.replace("HTTP/", ""))
                 async for chunk in r.aiter_raw():
@@ -148,7 +193,7 @@ class H2Client(HttpClient):
                 return reply
         except (httpx.TransportError, OSError) as exc:
             await self.close()
-            raise TransportFailure(f"{url}: {type(exc).__name__}: {exc}") from None
+            raise failure(exc, url, self.reached) from None
 
     async def close(self) -> None:
         if self._client is not None:
@@ -164,6 +209,7 @@ class H3Client(HttpClient):
 
     def __init__(self, cafile: str | None = None, insecure: bool = False,
                  max_datagram_bytes: int = 1350) -> None:
+        super().__init__()
         self._cafile, self._insecure = cafile, insecure
         self._datagram = max_datagram_bytes
         self._conn: Any = None
@@ -191,6 +237,7 @@ class H3Client(HttpClient):
         box: dict[str, Reply] = {}
 
         def on_headers(status: int, hd: dict[str, str]) -> None:
+            self.reached.add(host_port(url))
             box["reply"] = Reply(status, {k.lower(): v for k, v in hd.items()}, "3")
 
         try:
@@ -209,12 +256,12 @@ class H3Client(HttpClient):
                     await body.aclose()
         except (TimeoutError, OSError, ConnectionError) as exc:
             await self.close()
-            raise TransportFailure(f"{url}: {type(exc).__name__}: {exc}") from None
+            raise failure(exc, url, self.reached) from None
         except Exception as exc:  # aioquic / H3Error: the connection is unusable
             if isinstance(exc, PlayerError):
                 raise
             await self.close()
-            raise TransportFailure(f"{url}: {type(exc).__name__}: {exc}") from None
+            raise failure(exc, url, self.reached) from None
         if "reply" not in box:
             await self.close()
             raise TransportFailure(f"{url}: the stream ended without a response")

@@ -26,6 +26,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-cmcd", action="store_true", help="do not send CMCD (CTA-5004) data")
     p.add_argument("--cacert", help="CA file to verify the server (e.g. the edge's cert.pem)")
     p.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
+    p.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+                   help="also fetch from this host (repeatable; default port: the scheme's). Without it only "
+                   "the manifest's origin, and hosts its request was redirected to, are fetched from")
     p.add_argument("--level", help="always fetch this level: 'top' or an index from 0 (load tests)")
     p.add_argument("--quic-datagram", type=int, default=1350, metavar="BYTES",
                    help="largest QUIC datagram for h3 (default 1350; loopback allows up to 65000)")
@@ -49,7 +52,7 @@ def run_play(args: argparse.Namespace) -> int:
     from player_sim import play_report
     from player_sim.errors import PlayerError
     from player_sim.model import default
-    from player_sim.player import PlayConfig, Session
+    from player_sim.player import PlayConfig, Session, parse_allow_hosts
 
     if args.players < 1:
         raise PlayerError("--players must be at least 1")
@@ -59,6 +62,7 @@ def run_play(args: argparse.Namespace) -> int:
         raise PlayerError("--max-retries must be 0 or more")
     if args.speed <= 0:
         raise PlayerError("--speed must be positive")
+    parse_allow_hosts(tuple(args.allow_host))  # a bad value is an error before any session starts
     if not args.url.startswith(("http://", "https://")):
         raise PlayerError(f"{args.url} is not an http:// or https:// URL")
     protocol = args.protocol or ("h2" if args.url.startswith("https://") else "h1")
@@ -82,7 +86,8 @@ def run_play(args: argparse.Namespace) -> int:
         PlayConfig(url=args.url, protocol=protocol, abr=args.abr, trace=traces[i % len(traces)],
                    speed=args.speed, model=model, cmcd=not args.no_cmcd, cafile=args.cacert,
                    insecure=args.insecure, session_id=f"p{i:03d}", max_retries=args.max_retries,
-                   fixed_level=fixed, quic_datagram_bytes=args.quic_datagram)
+                   fixed_level=fixed, quic_datagram_bytes=args.quic_datagram,
+                   allow_hosts=tuple(args.allow_host))
         for i in range(args.players)
     ]
 

@@ -18,12 +18,12 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
 from player_sim import abr as abr_registry
 from player_sim.abr import AbrContext, Decision, Download, PlayerState, Progress
-from player_sim.clients import HttpClient, Reply, TransportFailure, make_client
+from player_sim.clients import HttpClient, Reply, TransportFailure, host_port, make_client
 from player_sim.errors import PlayerError
 from player_sim.link import Link
 from player_sim.model import Model
@@ -47,6 +47,27 @@ SHAPING_SLACK_S = 0.004
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 4.0
 """A failed request is retried after 0.25, 0.5, 1, 2, 4, 4, ... wall seconds."""
+
+# Bounds against broken or hostile servers (issue 10); a breach ends the session with one
+# sentence instead of growing memory, time or request counts without end. The segment count
+# per rendition is bounded in presentation.py (MAX_SEGMENTS_PER_TRACK).
+MAX_MANIFEST_BYTES = 16 * 2**20
+"""Largest manifest, playlist, title.json or init segment body: reading stops beyond it."""
+MAX_SEGMENT_BYTES = 512 * 2**20
+SEGMENT_BYTES_FACTOR = 64
+"""A media segment body may be at most 64 x its declared bitrate x duration (declared bitrates
+are peaks, so 64 x is far beyond any honest segment), and never beyond 512 MiB."""
+REQUEST_DEADLINE_S = 30.0
+REQUEST_DEADLINE_SEGMENTS = 10.0
+"""Overall time one request may take (wall seconds): max(30 s, 10 x the segment's duration);
+the socket read timeout alone never ends a body that trickles forever."""
+MAX_SIZE_PROBES = 1000
+"""HEADs spent on segment sizes when title.json is missing (levels x segments). A larger title
+sends none: every size is estimated as declared bitrate x duration, uniformly, so that
+levels stay comparable (a sample would mix measured and estimated sizes)."""
+MAX_REDIRECTS = 5
+"""Redirect hops followed per request (the player follows them itself, checking each hop's host)."""
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})  # RFC 9110 §15.4
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,11 @@ class PlayConfig:
     """Largest QUIC datagram (HTTP/3); loopback carries far larger ones than the 1350 default."""
     max_retries: int = 7
     """Retries of a request that failed in transport or with a 5xx before the session gives up."""
+    allow_hosts: tuple[str, ...] = ()
+    """Other hosts the player may fetch from, ``HOST`` (on the scheme's default port) or ``HOST:PORT``;
+    the manifest's own origin, and every origin its request was redirected to, always are."""
+    request_deadline_s: float = REQUEST_DEADLINE_S
+    """Least overall time one request may take (wall seconds); a segment gets 10 x its duration if longer."""
 
 
 @dataclass
@@ -123,6 +149,38 @@ def session_summary(r: SessionResult) -> dict[str, Any]:
     }
 
 
+class Fetched(NamedTuple):
+    """One request's outcome (see :meth:`Session.fetch`)."""
+
+    reply: Reply
+    body: bytes | int
+    """The body (manifests) or its byte count (media)."""
+    start_s: float
+    first_byte_s: float
+    url: str
+    """The final URL, after redirects: the base for the relative URIs in the body."""
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL (RFC 6454 §4), with the scheme's default port."""
+    return f"{urlsplit(url).scheme.lower()}://{host_port(url)}"
+
+
+def parse_allow_hosts(entries: tuple[str, ...]) -> tuple[tuple[str, int | None], ...]:
+    """``--allow-host`` values as (host, port or None)."""
+    out = []
+    for entry in entries:
+        try:
+            u = urlsplit("//" + entry.strip())
+            host, port = u.hostname, u.port
+        except ValueError:
+            host = None
+        if not host or u.path or u.query or "@" in entry:
+            raise PlayerError(f"--allow-host takes HOST or HOST:PORT, not {entry!r}")
+        out.append((host.lower(), port))
+    return tuple(out)
+
+
 def cmcd_query(fields: dict[str, Any]) -> str:
     """CTA-5004 CMCD as one query argument: keys sorted, strings quoted, `true` as a bare key."""
     parts = []
@@ -159,6 +217,9 @@ class Session:
         })
         self.last_throughput_bps = 0.0
         self.playback: Playback | None = None
+        self.allowed = parse_allow_hosts(config.allow_hosts)
+        self.origins = {origin(config.url)}
+        """Origins fetched from without asking: the manifest's, and those its request was redirected to."""
 
     # -- clock ------------------------------------------------------------------------
     def now(self) -> float:
@@ -185,15 +246,31 @@ class Session:
                 self.log.events.append({"t_s": round(ev.at_s, 4), "type": "playback_started"})
 
     # -- HTTP -------------------------------------------------------------------------
+    def check_host(self, url: str) -> None:
+        """Refuse a URL outside the manifest's origins and the ``--allow-host`` hosts."""
+        u = urlsplit(url)
+        if origin(url) in self.origins:
+            return
+        host, port = (u.hostname or "").lower(), host_port(url).rsplit(":", 1)[1]
+        default = "443" if u.scheme == "https" else "80"
+        if any(h == host and str(p or default) == port for h, p in self.allowed):
+            return
+        hp = host_port(url)
+        raise PlayerError(f"refusing {url}: {hp} is not the manifest's origin; pass --allow-host {hp} "
+                          "to let the player fetch from it")
+
     async def fetch(self, url: str, kind: str, *, shaped: bool = True, cmcd: dict[str, Any] | None = None,
-                    on_progress: Any = None, method: str = "GET", **info: Any
-                    ) -> tuple[Reply, bytes | int, float, float]:
-        """GET with retries; returns (reply, body or byte count, request time, first-byte time).
+                    on_progress: Any = None, method: str = "GET", limit_bytes: int = MAX_MANIFEST_BYTES,
+                    duration_s: float = 0.0, **info: Any) -> Fetched:
+        """GET with retries, following up to MAX_REDIRECTS redirects to allowed hosts (any host
+        for the master manifest, whose hops then become allowed origins).
 
         Shaping applies to the body; the trace's request latency is waited before sending.
         ``on_progress(received, elapsed)`` may return False to abandon (then the reply's
-        byte count is what arrived).
+        byte count is what arrived). A body beyond ``limit_bytes``, or a request beyond its
+        deadline (see REQUEST_DEADLINE_S; ``duration_s`` is the segment's), ends the session.
         """
+        deadline_s = max(self.config.request_deadline_s, REQUEST_DEADLINE_SEGMENTS * duration_s)
         attempt = 0
         while True:
             start = sent = self.now()
@@ -206,10 +283,31 @@ class Session:
                 full_url = url
                 if cmcd and self.config.cmcd:
                     full_url += ("&" if "?" in url else "?") + cmcd_query(cmcd)
-                transfer = _Transfer(self, start, shaped, kind in ("manifest", "playlist", "title"),
-                                     on_progress)
-                reply = await self.client.request(full_url, {"accept": "*/*"}, transfer.on_chunk,
-                                                 method=method)
+                target = full_url
+                for _hop in range(MAX_REDIRECTS + 1):
+                    if kind == "manifest":
+                        self.origins.add(origin(target))  # where the manifest's origin sends us
+                    self.check_host(target)
+                    transfer = _Transfer(self, start, shaped, kind in ("manifest", "playlist", "title"),
+                                         on_progress, limit_bytes)
+                    try:
+                        async with asyncio.timeout(deadline_s):
+                            reply = await self.client.request(target, {"accept": "*/*"}, transfer.on_chunk,
+                                                             method=method)
+                    except TimeoutError:
+                        raise PlayerError(f"{url} took longer than {deadline_s:g} s, the player's deadline for "
+                                          "one request (the body trickles or never ends)") from None
+                    if transfer.overflow:
+                        raise PlayerError(f"{url} sent more than {_mib(limit_bytes)}, the player's bound for a "
+                                          f"{kind} body")
+                    location = reply.headers.get("location")
+                    if reply.status not in REDIRECT_STATUSES or not location:
+                        break
+                    nxt = urljoin(target, location)
+                    self.event("redirect", kind=kind, url=target, status=reply.status, location=nxt)
+                    target = nxt
+                else:
+                    raise PlayerError(f"{url} was redirected more than {MAX_REDIRECTS} times")
                 await self.sleep_until(transfer.ready_s)
                 end = self.now()
                 received, first = transfer.received, transfer.first
@@ -224,7 +322,7 @@ class Session:
                     self.log.allowed_bytes += self.shaper.allowed_bytes(sent, end)
                     self.log.received_bytes += received
                 body: bytes | int = b"".join(transfer.parts) if transfer.keep else received
-                return reply, body, start, first[0] if first else end
+                return Fetched(reply, body, start, first[0] if first else end, target)
             except TransportFailure as exc:
                 if attempt >= self.config.max_retries:
                     raise PlayerError(f"giving up on {url} after {attempt + 1} attempts ({exc})") from None
@@ -235,18 +333,19 @@ class Session:
                     self.playback_events(self.playback.advance(self.now()))
                 attempt += 1
 
-    async def text(self, url: str, kind: str) -> str:
-        _, body, _, _ = await self.fetch(url, kind, shaped=False)
-        assert isinstance(body, bytes)
+    async def text(self, url: str, kind: str) -> tuple[str, str]:
+        """(body as text, final URL after redirects)."""
+        got = await self.fetch(url, kind, shaped=False)
+        assert isinstance(got.body, bytes)
         try:
-            return body.decode("utf-8")
+            return got.body.decode("utf-8"), got.url
         except UnicodeDecodeError:
             raise PlayerError(f"{url} is not text (a manifest was expected)") from None
 
     # -- manifests --------------------------------------------------------------------
     async def load(self) -> tuple[Presentation, Video]:
-        url = self.config.url
-        text = await self.text(url, "manifest")
+        # Relative URIs resolve against the final URL of each manifest (RFC 3986 §5.1.3).
+        text, url = await self.text(self.config.url, "manifest")
         kind = manifest_kind(url, text)
         if kind == "dash":
             pres = parse_dash(text, url)
@@ -255,14 +354,21 @@ class Session:
             variants.sort(key=lambda v: v.average_bps or v.bandwidth_bps)
             tracks = []
             for v in variants:
-                init, segs, durs = parse_hls_media(await self.text(v.uri, "playlist"), v.uri)
+                init, segs, durs = parse_hls_media(*await self.text(v.uri, "playlist"))
                 tracks.append(Track(v.uri, "video", v.average_bps or v.bandwidth_bps, init, tuple(segs),
                                     tuple(durs), v.width, v.height))
             audio = None
             if audio_uri:
-                init, segs, durs = parse_hls_media(await self.text(audio_uri, "playlist"), audio_uri)
+                init, segs, durs = parse_hls_media(*await self.text(audio_uri, "playlist"))
                 audio = Track(audio_uri, "audio", 0, init, tuple(segs), tuple(durs))
             pres = Presentation(url, "hls", tuple(tracks), audio)
+        firsts: dict[str, str] = {}  # one URL per origin: refused before playing, not midway
+        for track in (*pres.video, *([pres.audio] if pres.audio else [])):
+            for seg_url in (track.init_url, *track.segment_urls):
+                if seg_url:
+                    firsts.setdefault(origin(seg_url), seg_url)
+        for seg_url in firsts.values():
+            self.check_host(seg_url)
         # Init segments are a few hundred bytes: fetch them all with the manifests, so that a
         # switch costs no extra round trip and the session clock starts at the first media request.
         for track in (*pres.video, *([pres.audio] if pres.audio else [])):
@@ -274,22 +380,26 @@ class Session:
         return pres, await self.sizes(pres)
 
     async def sizes(self, pres: Presentation) -> Video:
-        """Segment sizes for the algorithms: the title's title.json when served, else HEAD."""
+        """Segment sizes for the algorithms: the title's title.json when served, else HEAD (up to
+        MAX_SIZE_PROBES requests), else estimated from the declared bitrates."""
         try:
-            text = await self.text(urljoin(pres.url, "title.json"), "title")
+            text, _ = await self.text(urljoin(pres.url, "title.json"), "title")
             video = parse_title(urlsplit(pres.url).path, json.loads(text))
             if video.levels == len(pres.video) and video.segments == len(pres.video[0].segment_urls):
                 return video
         except (PlayerError, ValueError):
             pass
+        bitrates = [t.bitrate_bps for t in pres.video]
+        if sum(len(t.segment_urls) for t in pres.video) > MAX_SIZE_PROBES:
+            self.event("sizes_estimated", reason=f"no title.json and more than {MAX_SIZE_PROBES} segments")
+            return make_video(urlsplit(pres.url).path, bitrates, pres.segment_s, estimated_sizes(pres))
         sizes = []
         for t in pres.video:
             row = []
             for seg_url in t.segment_urls:
-                reply, _, _, _ = await self.fetch(seg_url, "head", shaped=False, method="HEAD")
+                reply = (await self.fetch(seg_url, "head", shaped=False, method="HEAD")).reply
                 row.append(int(reply.headers.get("content-length", "0")))
             sizes.append(row)
-        bitrates = [t.bitrate_bps for t in pres.video]
         return make_video(urlsplit(pres.url).path, bitrates, pres.segment_s, sizes)
 
     # -- the session ------------------------------------------------------------------
@@ -361,8 +471,10 @@ class Session:
                 if not play.playing and play.startup_s is None:
                     cmcd["su"] = True
                 seg_start = self.now()
-                reply, got, _, first_t = await self.fetch(track.segment_urls[k], "video", cmcd=cmcd,
-                                                          on_progress=check, segment=k, level=level)
+                reply, got, _, first_t, _ = await self.fetch(track.segment_urls[k], "video", cmcd=cmcd,
+                                                          on_progress=check, segment=k, level=level,
+                                                          limit_bytes=segment_limit(track.bitrate_bps, durs[k]),
+                                                          duration_s=durs[k])
                 assert isinstance(got, int)
                 if check.abandon_to is not None:
                     abr.report_download(Download(k, level, got, self.now() - seg_start, play.buffer_s, True,
@@ -381,7 +493,9 @@ class Session:
                 while audio_next < len(audio.segment_urls) and (audio_end < video_end - 1e-6 or k == n - 1):
                     acmcd = {"bl": _round100(play.buffer_s * 1000), "d": round(audio.durations_s[audio_next] * 1000),
                              "ot": "a", "sid": self.sid, "st": "v", "sf": "h" if pres.kind == "hls" else "d"}
-                    await self.fetch(audio.segment_urls[audio_next], "audio", cmcd=acmcd, segment=audio_next)
+                    adur = audio.durations_s[audio_next]
+                    await self.fetch(audio.segment_urls[audio_next], "audio", cmcd=acmcd, segment=audio_next,
+                                     limit_bytes=segment_limit(audio.bitrate_bps, adur), duration_s=adur)
                     audio_end += audio.durations_s[audio_next]
                     audio_next += 1
             self.playback_events(play.segment_added(self.now(), durs[k], last=k == n - 1))
@@ -401,9 +515,13 @@ class Session:
 class _Transfer:
     """Per-request body handling: shaping, playback clock, abandonment, keeping text bodies."""
 
-    def __init__(self, session: Session, start: float, shaped: bool, keep: bool, on_progress: Any) -> None:
+    def __init__(self, session: Session, start: float, shaped: bool, keep: bool, on_progress: Any,
+                 limit_bytes: int) -> None:
         self.session, self.start, self.shaped, self.keep = session, start, shaped, keep
         self.on_progress = on_progress
+        self.limit_bytes = limit_bytes
+        self.overflow = False
+        """The body went beyond ``limit_bytes`` (reading stopped)."""
         self.parts: list[bytes] = []
         self.received = 0
         self.first: list[float] = []
@@ -415,6 +533,9 @@ class _Transfer:
         if not self.first:
             self.first.append(s.now())
         self.received += len(chunk)
+        if self.received > self.limit_bytes:
+            self.overflow = True
+            return False
         if self.keep:
             self.parts.append(chunk)
         if self.shaped and s.shaper is not None:
@@ -448,6 +569,22 @@ class _AbandonCheck:
             self.abandon_to = int(new)
             return False
         return True
+
+
+def segment_limit(bitrate_bps: int, duration_s: float) -> int:
+    """Largest body accepted for a media segment (SEGMENT_BYTES_FACTOR, MAX_SEGMENT_BYTES)."""
+    if bitrate_bps <= 0:
+        return MAX_SEGMENT_BYTES
+    return min(MAX_SEGMENT_BYTES, int(SEGMENT_BYTES_FACTOR * bitrate_bps * duration_s / 8))
+
+
+def estimated_sizes(pres: Presentation) -> list[list[int]]:
+    """Segment sizes as declared bitrate x duration (a title too large to HEAD segment by segment)."""
+    return [[round(t.bitrate_bps * d / 8) for d in t.durations_s] for t in pres.video]
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
 def _round100(x: float) -> int:

@@ -16,6 +16,12 @@ from urllib.parse import urljoin
 
 from player_sim.errors import PlayerError
 
+# Bounds on what a manifest may ask of the player (issue 10): a broken or hostile MPD or
+# playlist ends in one sentence, not in a MemoryError.
+MAX_SEGMENTS_PER_TRACK = 100_000
+"""Media segments one rendition may have: 55 hours of 2-s segments. A SegmentTimeline's
+``r`` counts are summed and checked before anything is expanded."""
+
 
 @dataclass(frozen=True)
 class Track:
@@ -118,6 +124,9 @@ def parse_hls_media(text: str, url: str) -> tuple[str | None, list[str], list[fl
         raise PlayerError(f"HLS media playlist {url} has no segments")
     if not pl.is_endlist:
         raise PlayerError(f"HLS playlist {url} is live (no EXT-X-ENDLIST); only VOD is played")
+    if len(pl.segments) > MAX_SEGMENTS_PER_TRACK:
+        raise PlayerError(f"HLS playlist {url} has {len(pl.segments)} segments, more than the player's "
+                          f"bound of {MAX_SEGMENTS_PER_TRACK} per rendition")
     init = None
     if pl.segment_map and pl.segment_map[0].uri:
         init = urljoin(url, pl.segment_map[0].uri)
@@ -200,8 +209,10 @@ def _expand(template: object, rep: object, url: str, total_s: float | None
     durs: list[float] = []
     timelines = getattr(t, "segment_timelines", None)
     if timelines:
+        entries = timelines[0].Ss or []
+        _check_count(sum(max(0, int(s.r or 0) + 1) for s in entries), url, rid)  # before expanding
         clock = 0
-        for s in timelines[0].Ss or []:
+        for s in entries:
             clock = int(s.t) if s.t is not None else clock
             for _ in range(int(s.r or 0) + 1):
                 times.append(clock)
@@ -209,13 +220,22 @@ def _expand(template: object, rep: object, url: str, total_s: float | None
                 clock += int(s.d)
     elif getattr(t, "duration", None) and total_s:
         d = int(t.duration) / timescale  # type: ignore[attr-defined]
+        if d <= 0:
+            raise PlayerError(f"DASH MPD {url}: representation {rid} has a SegmentTemplate duration of 0")
         n = max(1, int(-(-total_s // d)))
+        _check_count(n, url, rid)
         durs = [d] * (n - 1) + [total_s - d * (n - 1)]
         times = [round(i * d * timescale) for i in range(n)]
     else:
         raise PlayerError(f"DASH MPD {url}: representation {rid} has neither a SegmentTimeline nor a duration")
     urls = tuple(urljoin(url, _fill(media, rid, bw, start + i, times[i])) for i in range(len(durs)))
     return init, urls, tuple(durs)
+
+
+def _check_count(n: int, url: str, rid: str) -> None:
+    if n > MAX_SEGMENTS_PER_TRACK:
+        raise PlayerError(f"DASH MPD {url}: representation {rid} has {n} segments, more than the player's "
+                          f"bound of {MAX_SEGMENTS_PER_TRACK} per rendition")
 
 
 def _iso_duration(text: str) -> float:
