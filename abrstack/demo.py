@@ -24,8 +24,8 @@ def register(subparsers: Any) -> None:
         "demo", help="sample -> encode -> origin + edge -> players over h1/h2/h3 -> QoE report",
         description="The whole stack on a built-in sample (= make demo): make a synthetic sample "
                     "(kept and reused unless --fresh), encode it with `abr encode`, start an origin "
-                    "and an edge in the background, play one headless session over each of "
-                    "HTTP/1.1, HTTP/2 and HTTP/3 through the edge shaped to a bandwidth trace, and "
+                    "and an edge in the background, play one headless session over each protocol of "
+                    "--protocol (HTTP/1.1, HTTP/2, HTTP/3) through the edge, shaped to a bandwidth trace, and "
                     "write a QoE table by protocol, summary.json and report.html to --out. Every "
                     "process it starts is stopped at the end, also on Ctrl-C or failure.")
     p.add_argument("--media", type=Path, default=Path("media"), help="media folder (default media)")
