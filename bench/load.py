@@ -10,7 +10,7 @@ until a step has an edge-caused stall or a failed session. Prints, per step, the
 download p95, and the CPU-seconds the edge and the players used.
 Goals: >= 100 players over h1 and h2, >= 25 over h3.
 
-    .venv/bin/python bench/load.py [--protocols h1,h2,h3] [--steps 25,50,100,150,200]
+    .venv/bin/python bench/load.py [--protocol h1,h2,h3] [--steps 25,50,100,150,200]
                                    [--h3-steps 10,25,50,75] [--jobs 2] [--edge-workers 1]
 """
 
@@ -90,7 +90,9 @@ def run_step(url: str, protocol: str, players: int, jobs: int, trace: Path, cafi
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--protocols", default="h1,h2,h3")
+    ap.add_argument("--protocol", default="h1,h2,h3", metavar="LIST",
+                    help="comma-separated protocols, of h1, h2, h3 (default h1,h2,h3)")
+    ap.add_argument("--protocols", dest="protocol", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     ap.add_argument("--steps", default="25,50,100,150,200")
     ap.add_argument("--h3-steps", default="10,25,50,75")
     ap.add_argument("--jobs", type=int, default=2, help="player processes per step (default 2)")
@@ -119,7 +121,7 @@ def main() -> int:
                            "--access-log", "off", "--prefetch", "0",
                            "--quic-datagram", str(args.quic_datagram)) as stack:
             edge_pid = stack.pids[1]
-            for proto in args.protocols.split(","):
+            for proto in args.protocol.split(","):
                 base = stack.edge_http if proto == "h1" else stack.edge_https
                 url = f"{base}/media/t/master.m3u8"
                 warm = subprocess.run([*ABR, "play", url, "--protocol", proto, "--level", "top",
@@ -154,7 +156,7 @@ def main() -> int:
                   f"{r['edge_cpu_s']:>10.1f} {r['players_cpu_s']:>13.1f}")
         goals = {"h1": 100, "h2": 100, "h3": 25}
         print()
-        for proto in args.protocols.split(","):
+        for proto in args.protocol.split(","):
             got = best.get(proto, 0)
             print(f"{proto}: largest step with no edge-caused stall: {got} players "
                   f"(goal >= {goals[proto]}: {'met' if got >= goals[proto] else 'MISSED'})")

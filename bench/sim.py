@@ -1,6 +1,6 @@
 """Benchmark: simulated sessions per second per ABR algorithm, and a sweep's wall time.
 
-Usage: .venv/bin/python bench/sim.py [--traces DIR] [--seconds S] [--jobs N]
+Usage: .venv/bin/python bench/sim.py [--trace DIR] [--seconds S] [--jobs N]
 
 One core: each algorithm runs 48-chunk sessions (pensieve model, Envivio sizes) over the
 FCC traces (the first 30 for the slow planners), pass after pass for at least
@@ -59,14 +59,16 @@ def reference_style_decision(sizes: list[list[int]], index: int, buffer_s: float
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--traces", type=Path, default=ROOT / "data" / "traces" / "fcc")
+    ap.add_argument("--trace", type=Path, default=ROOT / "data" / "traces" / "fcc", metavar="DIR",
+                    help="trace folder (default data/traces/fcc)")
+    ap.add_argument("--traces", type=Path, dest="trace", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, default=2.0, help="CPU seconds per algorithm (at least one pass)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     video = load_video(str(DATA_DIR / "videos" / "envivio"))
-    traces = load_traces([args.traces])
+    traces = load_traces([args.trace])
     m = model.pensieve()
-    print(f"traces: {args.traces} ({len(traces)}), video envivio, pensieve model, 48 chunks per session")
+    print(f"traces: {args.trace} ({len(traces)}), video envivio, pensieve model, 48 chunks per session")
 
     t0 = time.process_time()
     decisions = 3

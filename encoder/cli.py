@@ -10,44 +10,79 @@ from pathlib import Path
 from typing import Any
 
 PROGRESS_MODES = ("auto", "bar", "plain", "json", "none")
+PROGRESS_HELP = ("progress display on stderr: bar (with ETA), plain lines, json lines, none, or auto: "
+                 "bar on a terminal, else plain (default auto)")
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("sample", help="make a synthetic source video with audio (ffmpeg lavfi)")
+    """Add ``abr sample``, ``abr encode`` and ``abr encoder serve`` to the ``abr`` command line."""
+    p = subparsers.add_parser(
+        "sample", help="make a synthetic source video with audio (ffmpeg lavfi)",
+        description="Make a synthetic source video with ffmpeg's lavfi: the testsrc2 test pattern "
+                    "(H.264, yuv420p) with a 440 Hz AAC tone, to encode with `abr encode` when no "
+                    "real source is at hand.")
     p.add_argument("out", type=Path, help="output file, e.g. media/sources/sample.mp4")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
-    p.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT (default 1920x1080)")
-    p.add_argument("--fps", type=float, default=30.0, help="frame rate (default 30)")
-    p.add_argument("--no-audio", action="store_true", help="video only")
-    p.add_argument("--progress", choices=PROGRESS_MODES, default="auto")
+    p.add_argument("--duration", type=float, default=30.0,
+                   help="length in seconds, more than 0 and at most 3600 (default 30)")
+    p.add_argument("--size", default="1920x1080",
+                   help="WIDTHxHEIGHT in pixels, 16x16 to 7680x4320 (default 1920x1080)")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate, frames per second (default 30)")
+    p.add_argument("--no-audio", action="store_true", help="video only (default: with the tone)")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="auto", help=PROGRESS_HELP)
     p.set_defaults(handler=_sample)
 
-    e = subparsers.add_parser("encode", help="encode a local video into an HLS + DASH ladder")
+    e = subparsers.add_parser(
+        "encode", help="encode a local video into an HLS + DASH ladder",
+        description="Encode a local video into a bitrate ladder packaged for both HLS (master.m3u8) "
+                    "and DASH (manifest.mpd) from one ffmpeg run: probe the source, fit the ladder "
+                    "to it (never upscaling), encode with capped VBR, package into segments, "
+                    "verify, and publish MEDIA/TITLE atomically with a title.json.")
     e.add_argument("source", type=Path, help="the local video file")
     e.add_argument("--title", required=True, help="title name (its folder under --media)")
     e.add_argument("--media", type=Path, default=Path("media"), help="media folder (default media)")
-    e.add_argument("--ladder", default="default", help="'default' or a ladder JSON file")
-    e.add_argument("--segment-s", type=float, default=4.0, help="segment duration (default 4)")
-    e.add_argument("--codec", default="h264", help="h264 (default), vp9 or av1")
-    e.add_argument("--quality", action="store_true", help="measure VMAF, PSNR, SSIM per rung")
-    e.add_argument("--force", action="store_true", help="replace an existing title")
-    e.add_argument("--progress", choices=PROGRESS_MODES, default="auto")
-    e.add_argument("--json", action="store_true", help="print title.json instead of a summary")
+    e.add_argument("--ladder", default="default",
+                   help="'default' (1080p 5 Mbps, 720p 2.8, 480p 1.2, 360p 0.6, 240p 0.3) or a "
+                        "ladder JSON file (default: default)")
+    e.add_argument("--segment-s", type=float, default=4.0, metavar="S",
+                   help="target segment duration in seconds, 1 to 30 (default 4)")
+    e.add_argument("--codec", default="h264", help="video codec: h264, vp9 or av1 (default h264)")
+    e.add_argument("--quality", action="store_true",
+                   help="measure VMAF, PSNR (dB) and SSIM per rung (needs ffmpeg with libvmaf; "
+                        "default off)")
+    e.add_argument("--force", action="store_true",
+                   help="replace an existing title (default: refuse)")
+    e.add_argument("--progress", choices=PROGRESS_MODES, default="auto", help=PROGRESS_HELP)
+    e.add_argument("--json", action="store_true",
+                   help="print title.json instead of a summary (default: summary)")
     e.add_argument("--job-id", default=None,
                    help="record this job id in title.json (used by the job service; default none)")
     e.set_defaults(handler=_encode)
 
-    s = subparsers.add_parser("encoder", help="the encoding job service")
+    s = subparsers.add_parser(
+        "encoder", help="the encoding job service",
+        description="The encoding job service: `abr encoder serve` runs an HTTP API that queues "
+                    "`abr encode` jobs on sources of one inputs folder and keeps them across "
+                    "restarts.")
     ssub = s.add_subparsers(dest="encoder_command", metavar="SUBCOMMAND", required=True)
-    serve = ssub.add_parser("serve", help="run the encoding job service (HTTP API)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8070)
+    serve = ssub.add_parser(
+        "serve", help="run the encoding job service (HTTP API)",
+        description="Run the encoding job service: POST /jobs queues an encode of a file from "
+                    "--inputs (JSON: source, title, and optionally ladder, segment_s, codec, "
+                    "quality, force), GET /jobs and /jobs/ID report state and progress, DELETE "
+                    "/jobs/ID cancels or removes, GET /healthz. Jobs persist as JSON files in "
+                    "--state, so a restart loses none; each encode runs as a child `abr encode` "
+                    "process. One JSON log line per request on stderr.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8070,
+                       help="TCP port; 0 picks a free one (default 8070)")
     serve.add_argument("--inputs", type=Path, default=Path("media/sources"),
-                       help="folder sources are taken from (default media/sources)")
-    serve.add_argument("--media", type=Path, default=Path("media"))
+                       help="the only folder sources are taken from (default media/sources)")
+    serve.add_argument("--media", type=Path, default=Path("media"),
+                       help="folder titles are published to (default media)")
     serve.add_argument("--state", type=Path, default=None,
                        help="job state folder (default MEDIA/.jobs)")
-    serve.add_argument("--concurrency", type=int, default=1)
+    serve.add_argument("--concurrency", type=int, default=1,
+                       help="encodes run at once, at least 1 (default 1)")
     serve.set_defaults(handler=_serve)
 
 

@@ -18,29 +18,41 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "sim",
         help="simulate ABR algorithms over bandwidth traces and report QoE",
-        description="Simulate ABR algorithms over bandwidth traces in virtual time and report QoE. "
-        "Without --video/--traces it uses the bundled sample (Envivio sizes, a few FCC and HSDPA traces).",
+        description="Simulate ABR algorithms over bandwidth traces in virtual time and report QoE "
+        "(score, bitrate, rebuffering, startup, switches) per algorithm, one session per algorithm and trace. "
+        "Without --video/--trace it uses the bundled sample (Envivio sizes, a few FCC and HSDPA traces).",
     )
     p.add_argument("--video", help="title name or folder (media/NAME), HLS/DASH URL, Pensieve video_size_N folder "
                    "or sabre movie JSON (default: the bundled Envivio sizes)")
-    p.add_argument("--traces", nargs="+", help="trace files or folders: Pensieve cooked, sabre JSON, Mahimahi "
+    p.add_argument("--trace", nargs="+", metavar="TRACE",
+                   help="trace files or folders: Pensieve cooked, sabre JSON, Mahimahi "
                    "(default: the bundled sample traces)")
+    p.add_argument("--traces", nargs="+", dest="trace", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--every", type=int, default=1, metavar="K",
-                   help="use every K-th trace file (sorted by name, from the first), e.g. 3 for Pensieve's subset")
-    p.add_argument("--abr", default="all", help="comma-separated algorithm names, or all (default: all)")
-    p.add_argument("--model", default="default", choices=["default", "pensieve"], help="simulation model (default: default)")
-    p.add_argument("--buffer-s", type=float, default=60.0, help="maximum buffer, seconds (default 60)")
+                   help="use every K-th trace file (sorted by name, from the first), K at least 1, "
+                   "e.g. 3 for Pensieve's subset (default 1: all)")
+    p.add_argument("--abr", default="all", help="comma-separated algorithm names (abr abr-list), or all (default: all)")
+    p.add_argument("--model", default="default", choices=["default", "pensieve"],
+                   help="simulation model: default (trace latency, startup threshold, buffer cap, "
+                   "abandonment) or pensieve (Pensieve's fixed_env.py rules) (default: default)")
+    p.add_argument("--buffer-s", type=float, default=60.0, metavar="S",
+                   help="maximum buffer in seconds, more than 0 (default 60)")
     p.add_argument("--media", default="media", help="folder of titles for a title name (default: media)")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--csv", type=Path, help="write one row per session to this file")
-    p.add_argument("--plots", type=Path, help="write PNG plots into this folder")
-    p.add_argument("--plot-traces", help="comma-separated trace file names to plot over time (default: the first 3)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object (default: a table)")
+    p.add_argument("--csv", type=Path, help="write one row per session to this file (default: none)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="write PNG plots (QoE CDF, bitrate and buffer over time) into this folder (default: none)")
+    p.add_argument("--plots", type=Path, dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--plot-traces", help="comma-separated trace file names to plot over time with --out "
+                   "(default: the first 3)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (0: all cores; default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true", help="no progress output (default: progress on stderr)")
     p.set_defaults(handler=run_sim)
 
     q = subparsers.add_parser("abr-list", help="list the ABR algorithms and their references",
-                              description="List the ABR algorithms the player knows, each with its reference.")
+                              description="List the ABR algorithms the player knows (the names --abr "
+                              "of abr sim and abr play takes), each with its reference; offline "
+                              "algorithms, which see the future (the offline optimum), are marked [offline].")
     q.set_defaults(handler=run_list)
 
 
@@ -66,7 +78,7 @@ def run_sim(args: argparse.Namespace) -> int:
         raise PlayerError("--jobs must be 0 (all cores) or more")
     names = abr.parse_names(args.abr)
     video = load_video(args.video or str(DATA_DIR / "videos" / "envivio"), Path(args.media))
-    trace_paths = [Path(t) for t in args.traces] if args.traces else [DATA_DIR / "traces" / "fcc", DATA_DIR / "traces" / "hsdpa"]
+    trace_paths = [Path(t) for t in args.trace] if args.trace else [DATA_DIR / "traces" / "fcc", DATA_DIR / "traces" / "hsdpa"]
     if args.every < 1:
         raise PlayerError("--every must be 1 or more")
     traces = load_traces(trace_paths)[:: args.every]
@@ -91,8 +103,8 @@ def run_sim(args: argparse.Namespace) -> int:
         print(report.table(summary))
     if args.csv:
         report.write_csv(results, args.csv)
-    if args.plots:
+    if args.out:
         chosen = [t.strip() for t in args.plot_traces.split(",")] if args.plot_traces else None
-        for path in report.write_plots(results, args.plots, chosen):
+        for path in report.write_plots(results, args.out, chosen):
             print(f"wrote {path}", file=sys.stderr)
     return 0

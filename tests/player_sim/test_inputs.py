@@ -173,15 +173,15 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 def test_bad_trace_is_one_sentence(tmp_path, capsys, content, message):
     f = tmp_path / "bad"
     f.write_text(content)
-    code, _, err = run_cli(capsys, "--traces", str(f), "--abr", "bb")
+    code, _, err = run_cli(capsys, "--trace", str(f), "--abr", "bb")
     assert code == 1
     assert err.startswith("abr sim: error: ") and message in err and err.count("\n") == 1
 
 
 def test_empty_folder_and_missing_path(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "--traces", str(tmp_path))
+    code, _, err = run_cli(capsys, "--trace", str(tmp_path))
     assert code == 1 and "has no trace files" in err
-    code, _, err = run_cli(capsys, "--traces", str(tmp_path / "nope"))
+    code, _, err = run_cli(capsys, "--trace", str(tmp_path / "nope"))
     assert code == 1 and "does not exist" in err
 
 
@@ -193,15 +193,15 @@ def test_bad_videos(tmp_path, capsys):
     (mismatched / "video_size_0").write_text("100\n100\n")
     (mismatched / "video_size_1").write_text("200\n")
     (mismatched / "bitrates.json").write_text("[100, 200]")
-    code, _, err = run_cli(capsys, "--video", str(mismatched), "--traces", str(trace))
+    code, _, err = run_cli(capsys, "--video", str(mismatched), "--trace", str(trace))
     assert code == 1 and "different segment counts" in err and "mismatched" in err
     broken = tmp_path / "movie.json"
     broken.write_text("{not json")
-    code, _, err = run_cli(capsys, "--video", str(broken), "--traces", str(trace))
+    code, _, err = run_cli(capsys, "--video", str(broken), "--trace", str(trace))
     assert code == 1 and "not a sabre movie JSON" in err
-    code, _, err = run_cli(capsys, "--video", "no-such-title", "--traces", str(trace), "--media", str(tmp_path))
+    code, _, err = run_cli(capsys, "--video", "no-such-title", "--trace", str(trace), "--media", str(tmp_path))
     assert code == 1 and "neither a title" in err
-    code, _, err = run_cli(capsys, "--traces", str(trace), "--abr", "bb,magic")
+    code, _, err = run_cli(capsys, "--trace", str(trace), "--abr", "bb,magic")
     assert code == 1 and "unknown ABR algorithm 'magic'" in err
 
 

@@ -59,7 +59,7 @@ def test_default_model_abandons_a_download_that_would_stall():
 
 def test_cli_json_csv_and_plots(tmp_path, capsys):
     code = main(["sim", "--quiet", "--abr", "bb,robustmpc,optimal", "--model", "pensieve", "--json",
-                 "--csv", str(tmp_path / "s.csv"), "--plots", str(tmp_path / "plots")])
+                 "--csv", str(tmp_path / "s.csv"), "--out", str(tmp_path / "plots")])
     out = capsys.readouterr().out
     assert code == 0
     summary = json.loads(out)
@@ -88,9 +88,9 @@ def test_cli_plots_chosen_traces(tmp_path, capsys):
     from player_sim.cli import DATA_DIR
 
     name = sorted(p.name for p in (DATA_DIR / "traces" / "hsdpa").iterdir())[1]
-    assert main(["sim", "--quiet", "--abr", "bb", "--model", "pensieve", "--traces", str(DATA_DIR / "traces" / "hsdpa"),
-                 "--plots", str(tmp_path), "--plot-traces", name]) == 0
+    assert main(["sim", "--quiet", "--abr", "bb", "--model", "pensieve", "--trace", str(DATA_DIR / "traces" / "hsdpa"),
+                 "--out", str(tmp_path), "--plot-traces", name]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qoe_cdf.png", "session_001.png"]
     capsys.readouterr()
-    assert main(["sim", "--quiet", "--abr", "bb", "--plots", str(tmp_path), "--plot-traces", "nope"]) == 1
+    assert main(["sim", "--quiet", "--abr", "bb", "--out", str(tmp_path), "--plot-traces", "nope"]) == 1
     assert "not in the sweep: nope" in capsys.readouterr().err
