@@ -19,7 +19,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--protocol", choices=["h1", "h2", "h3"], help="default: h1 for http://, h2 for https://")
     p.add_argument("--abr", default="dynamic", help="ABR algorithm (abr abr-list; default dynamic, as dash.js)")
     p.add_argument("--trace", type=Path, help="bandwidth trace file, or a folder (player i gets trace i)")
-    p.add_argument("--speed", type=float, default=1.0, help="run trace, shaping and playback X times faster")
+    p.add_argument("--speed", type=float, default=1.0, help="run trace, shaping and playback X times faster (default 1)")
     p.add_argument("--players", type=int, default=1, help="concurrent sessions (default 1)")
     p.add_argument("--buffer-s", type=float, default=60.0, help="maximum buffer, seconds (default 60)")
     p.add_argument("--out", type=Path, help="write per-session JSON logs, summary.json and report.html here")
