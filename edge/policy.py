@@ -430,12 +430,13 @@ def representation(entry: Entry) -> Representation:
 
 # ------------------------------------------------------------------------ prefetch
 
-_SEGMENT = re.compile(r"^(?P<dir>/media/[^/]+/[^/]+/)seg-(?P<n>\d{5})\.m4s$")
+_SEGMENT = re.compile(r"^(?P<dir>/media/[^/]+/(?:[^/]+/){1,2})seg-(?P<n>\d{5})\.m4s$")
 
 
 def next_segments(path: str, k: int) -> list[str]:
     """The next ``k`` segment paths of the same rendition after ``path`` (title layout
-    ``/media/NAME/RID/seg-00001.m4s``); an empty list for anything else."""
+    ``/media/NAME/VERSION/RID/seg-00001.m4s``, or without the version folder); an empty
+    list for anything else."""
     m = _SEGMENT.match(path)
     if not m or k <= 0:
         return []

@@ -1,6 +1,13 @@
 """Turning ffmpeg's dash output into a title: rendition folders, HLS + DASH manifests
 written from the measured segments, and title.json.
 
+Every encode is a new *version* of its title with segment URLs of its own: renditions
+live in ``TITLE/<version>/<rid>/`` and the top-level manifests (``master.m3u8``,
+``manifest.mpd``, ``title.json``, the URLs players know) reference only that version. A
+segment URL therefore never changes content, so ``immutable`` holds across re-encodes
+(``--force``): caches and browsers cannot serve a segment of the old version as part of
+the new one, and the old version's files go with the folder it replaced.
+
 ffmpeg's `dash` muxer writes one set of CMAF segments (`r<i>/init.mp4`,
 `r<i>/seg-NNNNN.m4s`) and an MPD whose SegmentTimeline gives every segment's exact
 duration. Here the folders get their rendition ids, the MPD is rewritten to match (with
@@ -11,6 +18,7 @@ BANDWIDTH (peak) and AVERAGE-BANDWIDTH measured from the files (RFC 8216 §4.3.4
 from __future__ import annotations
 
 import os
+import secrets
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,8 +38,8 @@ for _prefix, _uri in (
 ):
     ET.register_namespace(_prefix, _uri)
 
-INIT_TEMPLATE = "$RepresentationID$/init.mp4"
-MEDIA_TEMPLATE = "$RepresentationID$/seg-$Number%05d$.m4s"
+INIT_TEMPLATE = "{version}/$RepresentationID$/init.mp4"
+MEDIA_TEMPLATE = "{version}/$RepresentationID$/seg-$Number%05d$.m4s"
 AUDIO_GROUP = "audio"
 
 
@@ -60,8 +68,17 @@ def _timeline(template: ET.Element) -> list[float]:
     return out
 
 
-def package(workdir: Path, plan: EncodePlan, info: SourceInfo, title: str) -> dict[str, Any]:
-    """Reorganise ffmpeg's output in `workdir`, write manifests and title.json; return it."""
+def new_version() -> str:
+    """A version id: ``v`` and 8 hex digits (random: two encodes never share one)."""
+    return "v" + secrets.token_hex(4)
+
+
+def package(workdir: Path, plan: EncodePlan, info: SourceInfo, title: str,
+            version: str | None = None) -> dict[str, Any]:
+    """Reorganise ffmpeg's output in `workdir` under a new version folder, write
+    manifests and title.json; return it."""
+    version = version or new_version()
+    (workdir / version).mkdir()
     mpd_path = workdir / "manifest.mpd"
     tree = ET.parse(mpd_path)
     root = tree.getroot()
@@ -70,7 +87,8 @@ def package(workdir: Path, plan: EncodePlan, info: SourceInfo, title: str) -> di
         index = int(rep.get("id", "-1"))
         is_audio = index >= len(plan.renditions)
         rid = "audio" if is_audio else plan.renditions[index].id
-        os.rename(workdir / f"r{index}", workdir / rid)
+        os.rename(workdir / f"r{index}", workdir / version / rid)
+        base = f"{version}/{rid}"
         template = rep.find("d:SegmentTemplate", _NS)
         if template is None:
             raise EncoderError("ffmpeg wrote an MPD without a SegmentTemplate")
@@ -78,16 +96,17 @@ def package(workdir: Path, plan: EncodePlan, info: SourceInfo, title: str) -> di
         start = int(template.get("startNumber", "1"))
         segments = []
         for n, dur in enumerate(durations, start=start):
-            uri = f"{rid}/seg-{n:05d}.m4s"
+            uri = f"{base}/seg-{n:05d}.m4s"
             segments.append(Segment(uri, dur, (workdir / uri).stat().st_size))
-        extra = sorted(set(os.listdir(workdir / rid)) - {"init.mp4"} - {s.uri.split("/")[1] for s in segments})
+        extra = sorted(set(os.listdir(workdir / base)) - {"init.mp4"}
+                       - {s.uri.rsplit("/", 1)[1] for s in segments})
         if extra:
             raise EncoderError(f"rendition {rid} has segments the MPD does not list: {extra[:3]}")
         avg, peak = _bitrates(segments)
         rep.set("id", rid)
         rep.set("bandwidth", str(peak))
-        template.set("initialization", INIT_TEMPLATE)
-        template.set("media", MEDIA_TEMPLATE)
+        template.set("initialization", INIT_TEMPLATE.format(version=version))
+        template.set("media", MEDIA_TEMPLATE.format(version=version))
         entry: dict[str, Any] = {"id": rid, "kind": "audio" if is_audio else "video"}
         if is_audio:
             entry.update(
@@ -109,14 +128,14 @@ def package(workdir: Path, plan: EncodePlan, info: SourceInfo, title: str) -> di
         entry.update(
             average_bitrate_bps=avg,
             peak_bitrate_bps=peak,
-            init=f"{rid}/init.mp4",
-            playlist=f"{rid}/index.m3u8",
+            init=f"{base}/init.mp4",
+            playlist=f"{base}/index.m3u8",
             segments=[
                 {"uri": s.uri, "duration_s": round(s.duration_s, 6), "size_bytes": s.size_bytes}
                 for s in segments
             ],
         )
-        (workdir / rid / "index.m3u8").write_text(media_playlist(segments, rid))
+        (workdir / base / "index.m3u8").write_text(media_playlist(segments, rid))
         renditions.append(entry)
     for aset in root.iter(f"{{{MPD_NS}}}AdaptationSet"):
         # Renditions have their own init segments (different SPS/PPS): segments of one
@@ -130,6 +149,7 @@ def package(workdir: Path, plan: EncodePlan, info: SourceInfo, title: str) -> di
     doc = {
         "format": 1,
         "title": title,
+        "version": version,
         "duration_s": round(duration, 3),
         "segment_s": plan.segment_s,
         "codec": plan.codec,
@@ -166,7 +186,7 @@ def media_playlist(segments: list[Segment], rid: str) -> str:
     ]
     for s in segments:
         lines.append(f"#EXTINF:{s.duration_s:.6f},")
-        lines.append(s.uri.split("/", 1)[1])
+        lines.append(s.uri.rsplit("/", 1)[1])
     lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,8 @@ caches may reuse them for 2 s only (and then revalidate with the ETag)."""
 IMMUTABLE: Final = f"public, max-age={SEGMENT_MAX_AGE_S}, immutable"  # RFC 8246
 SHORT: Final = f"public, max-age={MANIFEST_MAX_AGE_S}"
 
-# Segments of a rendition whose id starts with "audio" are audio (contracts: rid "audio").
+# Segments in a rendition folder whose id starts with "audio" are audio (contracts: rid
+# "audio"; the folder is ``<version>/<rid>/``).
 _TYPES: Final[dict[str, tuple[str, str]]] = {
     # extension: (media type, cache policy)
     ".m3u8": ("application/vnd.apple.mpegurl", SHORT),  # RFC 8216 §4
@@ -90,6 +91,6 @@ def media_kind(segments: tuple[str, ...]) -> MediaKind | None:
     if found is None:
         return None
     content_type, cache_control = found
-    if content_type == "video/mp4" and len(segments) > 1 and segments[0].startswith("audio"):
+    if content_type == "video/mp4" and len(segments) > 1 and segments[-2].startswith("audio"):
         content_type = "audio/mp4"
     return MediaKind(content_type, cache_control)

@@ -134,7 +134,8 @@ def test_two_workers_share_the_disk_cache(tiny_title: Any, tmp_path: Path) -> No
 
 
 def _first_rendition(title_dir: Path) -> str:
+    """The first rendition's folder inside the title: ``<version>/<rid>``."""
     import json
 
     meta = json.loads((title_dir / "title.json").read_text())
-    return str(meta["renditions"][0]["id"])
+    return str(meta["renditions"][0]["init"]).rsplit("/", 1)[0]

@@ -189,6 +189,8 @@ def test_prefetch_next_segments_and_cmcd_nor() -> None:
     p = "/media/t/360p/seg-00003.m4s"
     assert next_segments(p, 2) == ["/media/t/360p/seg-00004.m4s", "/media/t/360p/seg-00005.m4s"]
     assert next_segments("/media/t/360p/init.mp4", 2) == []
+    assert next_segments("/media/t/v1a2b3c4d/360p/seg-00009.m4s", 1) == [
+        "/media/t/v1a2b3c4d/360p/seg-00010.m4s"]  # the encoder's versioned layout
     hint = prefetch_choice(p, "CMCD=nor%3D%22..%2F720p%2Fseg-00004.m4s%22%2Csid%3D%22x%22", {}, 1)
     assert hint == ["/media/t/720p/seg-00004.m4s", "/media/t/360p/seg-00004.m4s"]
     by_header = prefetch_choice(p, "", {"cmcd-request": 'nor="seg-00009.m4s"'}, 0)

@@ -12,17 +12,30 @@ from mpegdash.parser import MPEGDASHParser
 from encoder.ffmpeg import ffmpeg_exe
 
 
+def version(folder):
+    return json.loads((folder / "title.json").read_text())["version"]
+
+
+def rdir(tiny_title, rid):
+    """A rendition's folder: TITLE/<version>/<rid>/."""
+    return tiny_title.path / version(tiny_title.path) / rid
+
+
 def test_title_layout_one_set_of_segments(tiny_title):
     folder = tiny_title.path
+    v = version(folder)
+    assert v.startswith("v") and len(v) == 9
     assert sorted(p.name for p in folder.iterdir()) == [
-        "240p", "360p", "audio", "manifest.mpd", "master.m3u8", "title.json"
+        "manifest.mpd", "master.m3u8", "title.json", v
     ]
+    assert sorted(p.name for p in (folder / v).iterdir()) == ["240p", "360p", "audio"]
     for rid in ("240p", "360p", "audio"):
-        names = sorted(p.name for p in (folder / rid).iterdir())
+        names = sorted(p.name for p in (folder / v / rid).iterdir())
         assert names[0] == "index.m3u8" and names[1] == "init.mp4"
         assert all(n.startswith("seg-") and n.endswith(".m4s") for n in names[2:])
     # No media file lives outside the rendition folders (one copy, both manifests).
     assert not list(folder.glob("*.m4s")) and not list(folder.glob("*.mp4"))
+    assert not list((folder / v).glob("*.m4s")) and not list((folder / v).glob("*.mp4"))
 
 
 def test_title_json_records_ladder_and_measurements(tiny_title):
@@ -61,10 +74,11 @@ def test_hls_master_and_media_playlists(tiny_title):
         assert info.codecs == f"{r['codecs']},mp4a.40.2"
         assert info.frame_rate == 30.0
         assert info.audio == "audio"
-    assert [(m.type, m.group_id, m.uri) for m in master.media] == [("AUDIO", "audio", "audio/index.m3u8")]
-    text = (folder / "360p" / "index.m3u8").read_text()
+    v = doc["version"]
+    assert [(m.type, m.group_id, m.uri) for m in master.media] == [("AUDIO", "audio", f"{v}/audio/index.m3u8")]
+    text = (folder / v / "360p" / "index.m3u8").read_text()
     assert "#EXT-X-PLAYLIST-TYPE:VOD" in text and "#EXT-X-INDEPENDENT-SEGMENTS" in text
-    media = m3u8.load(str(folder / "360p" / "index.m3u8"))
+    media = m3u8.load(str(folder / v / "360p" / "index.m3u8"))
     assert media.is_endlist and media.segment_map[0].uri == "init.mp4"
     assert [s.uri for s in media.segments] == [f"seg-0000{i}.m4s" for i in range(1, 5)]
     assert all(s.duration <= media.target_duration for s in media.segments)
@@ -77,14 +91,15 @@ def test_dash_mpd_references_the_same_segments(tiny_title):
     sets = mpd.periods[0].adaptation_sets
     reps = {r.id: (r, s) for s in sets for r in s.representations}
     assert set(reps) == {"240p", "360p", "audio"}
+    v = version(folder)
     for rid, (rep, _) in reps.items():
         tpl = rep.segment_templates[0]
-        assert tpl.initialization.replace("$RepresentationID$", rid) == f"{rid}/init.mp4"
+        assert tpl.initialization.replace("$RepresentationID$", rid) == f"{v}/{rid}/init.mp4"
         media = tpl.media.replace("$RepresentationID$", rid)
         n = sum((s.r or 0) + 1 for s in tpl.segment_timelines[0].Ss)
-        hls = m3u8.load(str(folder / rid / "index.m3u8"))
+        hls = m3u8.load(str(folder / v / rid / "index.m3u8"))
         assert [media.replace("$Number%05d$", f"{i:05d}") for i in range(1, n + 1)] == [
-            f"{rid}/{s.uri}" for s in hls.segments
+            f"{v}/{rid}/{s.uri}" for s in hls.segments
         ]
 
 
@@ -98,18 +113,17 @@ def _first_packet(init: bytes, seg: bytes) -> tuple[bool, float]:
 
 
 def test_every_segment_starts_with_a_keyframe_at_the_same_time_in_every_rung(tiny_title):
-    folder = tiny_title.path
     starts = {}
     for rid in ("240p", "360p"):
-        init = (folder / rid / "init.mp4").read_bytes()
-        firsts = [_first_packet(init, p.read_bytes()) for p in sorted((folder / rid).glob("seg-*.m4s"))]
+        init = (rdir(tiny_title, rid) / "init.mp4").read_bytes()
+        firsts = [_first_packet(init, p.read_bytes()) for p in sorted(rdir(tiny_title, rid).glob("seg-*.m4s"))]
         assert all(key for key, _ in firsts), rid
         starts[rid] = [round(t, 3) for _, t in firsts]
     assert starts["240p"] == starts["360p"] == [0.0, 2.0, 4.0, 6.0]
 
 
 def test_cmaf_brand(tiny_title):
-    head = (tiny_title.path / "360p" / "init.mp4").read_bytes()[:64]
+    head = (rdir(tiny_title, "360p") / "init.mp4").read_bytes()[:64]
     assert b"ftyp" in head and b"cmfc" in head
 
 
@@ -119,7 +133,7 @@ HLS_PROBE_QUIRKS = ("Invalid NAL unit size", "missing picture in access unit")
 
 
 def test_ffmpeg_reads_both_manifests_back(tiny_title):
-    for name in ("master.m3u8", "manifest.mpd", "360p/index.m3u8"):
+    for name in ("master.m3u8", "manifest.mpd", f"{version(tiny_title.path)}/360p/index.m3u8"):
         out = subprocess.run(
             [ffmpeg_exe(), "-v", "error", "-i", str(tiny_title.path / name),
              "-map", "0:v:0", "-map", "0:a:0?", "-f", "null", "-"],
@@ -174,22 +188,24 @@ def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def test_vp9_is_cmaf_fmp4_not_webm(tmp_path):
+@pytest.mark.parametrize(("codec", "entry"), [("vp9", b"vp09"), ("av1", b"av01")])
+def test_vp9_and_av1_are_cmaf_fmp4_not_webm(tmp_path, codec, entry):
     from encoder.encode import EncodeConfig, encode
     from tests.encoder.conftest import lavfi
 
     src = lavfi(tmp_path / "s.mp4", "testsrc2=size=160x90:rate=15", audio=False, seconds=2)
     doc = encode(EncodeConfig(source=src, title="v", media_dir=tmp_path / "m", segment_s=1.0,
-                              codec="vp9", progress="none"))
-    assert doc["renditions"][0]["codecs"].startswith("vp09.")
-    rung = next(p for p in (tmp_path / "m" / "v").iterdir() if p.is_dir())
-    init = (rung / "init.mp4").read_bytes()
+                              codec=codec, progress="none"))
+    rung = doc["renditions"][0]
+    assert rung["codecs"].startswith(entry.decode() + ".")
+    folder = tmp_path / "m" / "v"
+    init = (folder / rung["init"]).read_bytes()
     boxes = _boxes(init)
     assert boxes[0][0] == b"ftyp", init[:16]
     ftyp = boxes[0][1]
     brands = {ftyp[i:i + 4] for i in range(0, len(ftyp), 4)}
     assert brands & {b"cmfc", b"iso6"}, ftyp
-    assert b"moov" in [k for k, _ in boxes] and b"vp09" in init
-    seg = (rung / "seg-00001.m4s").read_bytes()
+    assert b"moov" in [k for k, _ in boxes] and entry in init
+    seg = (folder / rung["segments"][0]["uri"]).read_bytes()
     kinds = [k for k, _ in _boxes(seg)]
     assert b"moof" in kinds and b"mdat" in kinds, kinds

@@ -184,11 +184,13 @@ def test_player_page_shows_the_codec(origin_url: str) -> None:
 
 def _renamed_title(src: Path, media: Path, old: str, new: str) -> None:
     """A copy of an encoded title whose rung `old` is named `new` (as a ladder's "name")."""
+    import json
     import shutil
 
     dest = media / "named"
     shutil.copytree(src, dest)
-    (dest / old).rename(dest / new)
+    version = json.loads((dest / "title.json").read_text())["version"]
+    (dest / version / old).rename(dest / version / new)
     for name in ("title.json", "master.m3u8", "manifest.mpd"):
         path = dest / name
         path.write_text(path.read_text().replace(f"{old}/", f"{new}/").replace(f'"{old}"', f'"{new}"'))

@@ -14,16 +14,25 @@ from player_sim.traces import Trace
 BASE = "http://edge/media/tiny/"
 
 
+def versioned(tiny_title) -> str:
+    """BASE and the title's version folder (renditions live in TITLE/<version>/<rid>/)."""
+    import json
+
+    return BASE + json.loads((tiny_title.path / "title.json").read_text())["version"] + "/"
+
+
 def test_hls_master_and_media_playlists_of_an_encoded_title(tiny_title):
     text = (tiny_title.path / "master.m3u8").read_text()
     assert manifest_kind(BASE + "master.m3u8", text) == "hls"
     variants, audio = parse_hls_master(text, BASE + "master.m3u8")
-    assert sorted(v.uri for v in variants) == [BASE + "240p/index.m3u8", BASE + "360p/index.m3u8"]
-    assert audio == BASE + "audio/index.m3u8"
+    vb = versioned(tiny_title)
+    assert sorted(v.uri for v in variants) == [vb + "240p/index.m3u8", vb + "360p/index.m3u8"]
+    assert audio == vb + "audio/index.m3u8"
     assert all(v.average_bps and v.average_bps < v.bandwidth_bps for v in variants)
-    init, segs, durs = parse_hls_media((tiny_title.path / "360p/index.m3u8").read_text(), BASE + "360p/index.m3u8")
-    assert init == BASE + "360p/init.mp4"
-    assert segs == [BASE + f"360p/seg-0000{i}.m4s" for i in range(1, 5)]
+    local = tiny_title.path / vb[len(BASE):] / "360p/index.m3u8"
+    init, segs, durs = parse_hls_media(local.read_text(), vb + "360p/index.m3u8")
+    assert init == vb + "360p/init.mp4"
+    assert segs == [vb + f"360p/seg-0000{i}.m4s" for i in range(1, 5)]
     assert durs == [2.0] * 4
 
 
@@ -31,9 +40,10 @@ def test_dash_mpd_of_an_encoded_title(tiny_title):
     text = (tiny_title.path / "manifest.mpd").read_text()
     pres = parse_dash(text, BASE + "manifest.mpd")
     assert [t.id for t in pres.video] == ["240p", "360p"]
-    assert pres.video[1].init_url == BASE + "360p/init.mp4"
-    assert list(pres.video[1].segment_urls) == [BASE + f"360p/seg-0000{i}.m4s" for i in range(1, 5)]
-    assert pres.audio is not None and pres.audio.segment_urls[0] == BASE + "audio/seg-00001.m4s"
+    vb = versioned(tiny_title)
+    assert pres.video[1].init_url == vb + "360p/init.mp4"
+    assert list(pres.video[1].segment_urls) == [vb + f"360p/seg-0000{i}.m4s" for i in range(1, 5)]
+    assert pres.audio is not None and pres.audio.segment_urls[0] == vb + "audio/seg-00001.m4s"
     assert pres.segment_s == 2.0
 
 
