@@ -131,6 +131,11 @@ class _Protocol(QuicConnectionProtocol):
             self._timer_at = timer_at
 
 
+_CRYPTO_ERROR = 0x100
+_CERTIFICATE_ALERTS = frozenset({42, 43, 44, 45, 46, 48})
+"""TLS alerts (RFC 8446 §6) that say the peer's certificate was not accepted."""
+
+
 class H3Error(Exception):
     """The HTTP/3 exchange failed (connection closed, no headers)."""
 
@@ -159,9 +164,24 @@ class H3Client:
         self.proto: _Protocol | None = None
 
     async def __aenter__(self) -> H3Client:
+        made: list[_Protocol] = []
+
+        def protocol(*args: Any, **kwargs: Any) -> _Protocol:
+            made.append(_Protocol(*args, **kwargs))
+            return made[-1]
+
         self._cm = connect(self.host, self.port, configuration=self.config,
-                           create_protocol=_Protocol, wait_connected=True)
-        self.proto = cast(_Protocol, await self._cm.__aenter__())
+                           create_protocol=protocol, wait_connected=True)
+        try:
+            self.proto = cast(_Protocol, await self._cm.__aenter__())
+        except ConnectionError as exc:
+            closed = getattr(made[0]._quic, "_close_event", None) if made else None  # noqa: SLF001
+            code = getattr(closed, "error_code", 0)
+            if code - _CRYPTO_ERROR in _CERTIFICATE_ALERTS:  # RFC 9001 §4.8: 0x100 + TLS alert
+                err = ssl.SSLCertVerificationError(closed.reason_phrase)  # type: ignore[union-attr]
+                err.verify_message = closed.reason_phrase  # type: ignore[union-attr]
+                raise err from exc
+            raise
         transport = self.proto._transport  # noqa: SLF001
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is not None:

@@ -48,6 +48,18 @@ def test_an_untrusted_certificate_fails_at_once_with_the_cacert_hint(self_signed
     assert host in log.error and ("mismatch" in log.error.lower()) == (host == "127.0.0.2")
 
 
+def test_an_untrusted_certificate_over_h3_fails_at_once_with_the_cacert_hint(tmp_path: Path) -> None:
+    from tests.edge.conftest import running_edge
+
+    with running_edge(["http://127.0.0.1:9"], tmp_path / "cache") as edge:
+        t = time.monotonic()
+        log = run_session(url=f"{edge.https}/media/t/master.m3u8", protocol="h3")
+        took = time.monotonic() - t
+    assert took < 5 and log.retries == 0, (took, log.error)
+    assert log.error is not None and "not trusted" in log.error
+    assert "pass --cacert FILE (e.g. the edge's cert.pem) or --insecure" in log.error
+
+
 @pytest.mark.parametrize("protocol, scheme", [("h1", "http"), ("h2", "https")])
 def test_a_closed_port_fails_at_once_naming_host_and_port(protocol: str, scheme: str) -> None:
     port = free_port()
