@@ -106,3 +106,13 @@ def test_shaper_follows_rate_changes():
     s = Shaper(link)
     # 1 MB in the first second, then 100 KB/s: 1.2 MB arrive at t = 3 s.
     assert s.take(0.0, 1_200_000) == pytest.approx(3.0)
+
+
+def test_an_hls_playlist_over_the_segment_bound_is_refused_in_one_sentence():
+    from player_sim.presentation import MAX_SEGMENTS_PER_TRACK
+
+    n = MAX_SEGMENTS_PER_TRACK + 1
+    text = ("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+            + "".join(f"#EXTINF:2.0,\ns{i}.m4s\n" for i in range(n)) + "#EXT-X-ENDLIST\n")
+    with pytest.raises(PlayerError, match=f"has {n} segments, more than the player's bound"):
+        parse_hls_media(text, BASE + "v/360p/index.m3u8")
