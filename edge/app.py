@@ -777,11 +777,8 @@ class _Ctx:
             async with asyncio.timeout(self.send_timeout_s):
                 await self._send({"type": "http.response.body", "body": data, "more_body": more})
         except TimeoutError:
-            raise SlowReader(self._slow()) from None
+            raise SlowReader(f"the client took no bytes for {self.send_timeout_s:g} s") from None
         self.body_bytes += len(data)
-
-    def _slow(self) -> str:
-        return f"the client took no bytes for {self.send_timeout_s:g} s"
 
     async def send_full(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
         headers = [h for h in headers if h[0] != "content-length"]
