@@ -44,12 +44,12 @@ from edge.policy import (
     normalise_path,
     output_headers,
     parse_cache_control,
-    prefetch_choice,
     refreshed,
     representation,
     storable,
     validators,
 )
+from edge.prefetch import prefetch_choice
 from edge.shared import SharedFetch
 from edge.store import Hit, TieredStore
 from edge.upstream import Upstream, UpstreamConfig, UpstreamError

@@ -1,4 +1,4 @@
-"""Pure cache policy for the edge: keys, freshness, revalidation, ranges, prefetch.
+"""Pure cache policy for the edge: keys, freshness, revalidation, conditionals, eviction order.
 
 Nothing here touches a socket, a file or the clock: every function takes ``now_s`` (wall
 clock seconds, the same scale as HTTP ``Date``) as an argument, so the policy is tested
@@ -6,13 +6,12 @@ in memory with a fake clock and the shell (:mod:`edge.app`) only feeds it.
 
 References: RFC 9111 (HTTP caching), RFC 5861 (stale-while-revalidate, stale-if-error),
 RFC 8246 (immutable), RFC 9110 §14 (ranges) and §13 (conditional requests) via :mod:`abrstack.httpsem`,
-CTA-5004 (CMCD).
+prefetch hints are in :mod:`edge.prefetch`, the circuit breaker in :mod:`edge.breaker`.
 """
 
 from __future__ import annotations
 
 import enum
-import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -428,106 +427,6 @@ def representation(entry: Entry) -> Representation:
     return Representation(entry.size_bytes, entry.etag, lm, strong)
 
 
-# ------------------------------------------------------------------------ prefetch
-
-_SEGMENT = re.compile(r"^(?P<dir>/media/[^/]+/(?:[^/]+/){1,2})seg-(?P<n>\d{5})\.m4s$")
-
-
-def next_segments(path: str, k: int) -> list[str]:
-    """The next ``k`` segment paths of the same rendition after ``path`` (title layout
-    ``/media/NAME/VERSION/RID/seg-00001.m4s``, or without the version folder); an empty
-    list for anything else."""
-    m = _SEGMENT.match(path)
-    if not m or k <= 0:
-        return []
-    n = int(m.group("n"))
-    return [f"{m.group('dir')}seg-{i:05d}.m4s" for i in range(n + 1, n + 1 + k) if i <= 99999]
-
-
-def parse_cmcd(query: str, request_headers: Mapping[str, str]) -> dict[str, str | bool]:
-    """CMCD key/values from the ``CMCD`` query argument or the ``CMCD-Object``,
-    ``CMCD-Request``, ``CMCD-Session`` and ``CMCD-Status`` headers (CTA-5004 §2)."""
-    blobs: list[str] = []
-    for k, v in parse_qsl(query, keep_blank_values=True):
-        if k.upper() == "CMCD":
-            blobs.append(v)
-    for name in ("cmcd-object", "cmcd-request", "cmcd-session", "cmcd-status"):
-        if name in request_headers:
-            blobs.append(request_headers[name])
-    out: dict[str, str | bool] = {}
-    for blob in blobs:
-        for item in _split_outside_quotes(blob):
-            key, eq, val = item.partition("=")
-            key = key.strip()
-            if not key:
-                continue
-            out[key] = val.strip().strip('"') if eq else True
-    return out
-
-
-def _split_outside_quotes(s: str) -> list[str]:
-    parts: list[str] = []
-    cur: list[str] = []
-    quoted = False
-    for ch in s:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
-    return parts
-
-
-MAX_NOR_HINTS = 4
-"""CMCD ``nor`` names read per request (CTA-5004 v1 sends one; v2 allows a list). More
-are ignored: one request must not fan out into many origin fetches."""
-
-
-def title_root(path: str) -> str | None:
-    """``/media/NAME/`` for a path inside a title, else None."""
-    parts = path.split("/", 3)
-    if len(parts) < 4 or parts[1] != "media" or not parts[2]:
-        return None
-    return f"/media/{parts[2]}/"
-
-
-def prefetch_choice(path: str, query: str, request_headers: Mapping[str, str], k: int) -> list[str]:
-    """Paths to fetch in the background after a request for ``path``.
-
-    CMCD ``nor`` (next object request, a URL relative to the request) comes first, as the
-    player's own hint: at most :data:`MAX_NOR_HINTS` names, each only if it stays inside
-    the requested title (``/media/NAME/``); then the next ``k`` segments of the
-    rendition. Each path at most once, never the requested path itself.
-    """
-    root = title_root(path)
-    if root is None:
-        return []
-    chosen: list[str] = []
-    cmcd = parse_cmcd(query, request_headers)
-    nor = cmcd.get("nor")
-    if isinstance(nor, str) and nor:
-        for rel in nor.split(",", MAX_NOR_HINTS)[:MAX_NOR_HINTS]:
-            rel = unquote(rel.strip())
-            if not rel:
-                continue
-            target = rel if rel.startswith("/") else posixpath.join(posixpath.dirname(path), rel)
-            target = target.split("?", 1)[0]
-            try:
-                target = normalise_path(posixpath.normpath(target))
-            except PathRejected:
-                continue
-            chosen.append(target)
-    chosen.extend(next_segments(path, k))
-    out: list[str] = []
-    for p in chosen:
-        if p.startswith(root) and p != path and p not in out:
-            out.append(p)
-    return out
-
-
 # ---------------------------------------------------------------------- eviction
 
 @dataclass
@@ -578,66 +477,6 @@ class LruIndex:
         return list(self._sizes)
 
 
-# ----------------------------------------------------------------- circuit breaker
-
-class BreakerState(enum.Enum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-@dataclass
-class CircuitBreaker:
-    """A circuit breaker per origin (Nygard, *Release It!*, 2007).
-
-    Closed: requests pass; ``failure_threshold`` consecutive failures open it. Open:
-    requests fail fast for ``open_s``; after that one probe at a time is let through
-    (half-open); a success closes it, a failure opens it again.
-    """
-
-    failure_threshold: int = 5
-    open_s: float = 5.0
-    state: BreakerState = BreakerState.CLOSED
-    failures: int = 0
-    opened_at_s: float = 0.0
-    probe_in_flight: bool = False
-
-    def allow(self, now_s: float) -> bool:
-        if self.state is BreakerState.CLOSED:
-            return True
-        if self.state is BreakerState.OPEN and now_s - self.opened_at_s >= self.open_s:
-            self.state = BreakerState.HALF_OPEN
-            self.probe_in_flight = False
-        if self.state is BreakerState.HALF_OPEN and not self.probe_in_flight:
-            self.probe_in_flight = True
-            return True
-        return False
-
-    def release_probe(self) -> None:
-        """The let-through request ended without telling anything about the origin
-        (the edge's own congestion, or a URL-specific error): another may probe."""
-        self.probe_in_flight = False
-
-    def record_success(self) -> None:
-        self.state = BreakerState.CLOSED
-        self.failures = 0
-        self.probe_in_flight = False
-
-    def record_failure(self, now_s: float) -> None:
-        self.failures += 1
-        if self.state is BreakerState.HALF_OPEN or self.failures >= self.failure_threshold:
-            self.state = BreakerState.OPEN
-            self.opened_at_s = now_s
-            self.probe_in_flight = False
-
-
-def backoff_s(attempt: int, base_s: float, cap_s: float, jitter: float) -> float:
-    """Delay before retry ``attempt`` (1-based): capped exponential backoff with "equal
-    jitter" (AWS Architecture Blog, 2015); ``jitter`` in [0, 1] is supplied by the caller."""
-    ceiling = min(cap_s, base_s * 2 ** (attempt - 1))
-    return ceiling / 2 + ceiling / 2 * jitter
-
-
 def parse_size(text: str) -> int:
     """``10GiB``, ``512MiB``, ``100MB``, ``1024`` → bytes."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*", text, re.IGNORECASE)
@@ -649,10 +488,10 @@ def parse_size(text: str) -> int:
 
 
 __all__ = [
-    "CircuitBreaker", "Entry", "LruIndex", "Lookup", "PathRejected",
-    "DEFAULT_KEY_PARAMS", "KeyParams", "PolicyConfig", "Verdict", "backoff_s", "cache_key",
+    "Entry", "LruIndex", "Lookup", "PathRejected",
+    "DEFAULT_KEY_PARAMS", "KeyParams", "PolicyConfig", "Verdict", "cache_key",
     "clean_headers", "current_age_s", "format_http_date", "freshness_lifetime_s", "judge",
-    "key_query", "may_serve_stale_on_error", "next_segments", "normalise_path",
-    "parse_cache_control", "parse_cmcd", "parse_key_params", "parse_size", "prefetch_choice",
+    "key_query", "may_serve_stale_on_error", "normalise_path",
+    "parse_cache_control", "parse_key_params", "parse_size",
     "refreshed", "representation", "storable", "validators",
 ]

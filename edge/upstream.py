@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from edge.policy import BreakerState, CircuitBreaker, backoff_s
+from edge.breaker import BreakerState, CircuitBreaker, backoff_s
 
 
 @dataclass(frozen=True)

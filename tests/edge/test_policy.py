@@ -5,15 +5,13 @@ from __future__ import annotations
 import pytest
 
 from abrstack.httpsem import decide
+from edge.breaker import BreakerState, CircuitBreaker, backoff_s
 from edge.policy import (
-    BreakerState,
-    CircuitBreaker,
     Entry,
     Lookup,
     LruIndex,
     PathRejected,
     PolicyConfig,
-    backoff_s,
     cache_key,
     clean_headers,
     current_age_s,
@@ -21,16 +19,15 @@ from edge.policy import (
     freshness_lifetime_s,
     judge,
     may_serve_stale_on_error,
-    next_segments,
     normalise_path,
     parse_key_params,
     parse_size,
-    prefetch_choice,
     refreshed,
     representation,
     storable,
     validators,
 )
+from edge.prefetch import next_segments, prefetch_choice
 
 T0 = 1_800_000_000.0
 CFG = PolicyConfig()
