@@ -10,6 +10,7 @@ offset and gets each chunk as soon as it arrives, instead of waiting for the who
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -18,13 +19,23 @@ from edge.policy import Entry, Headers
 FIRST_CHUNK_BYTES = 16 * 1024
 
 
+class HeadKind(enum.Enum):
+    """What the readers of an in-flight fill are told to send."""
+
+    BODY = "body"
+    """A new response streams in (its bytes follow in the buffer)."""
+    STORED = "stored"
+    """Serve ``Head.entry``/``Head.body``: found on disk, refreshed by a 304, or the origin
+    failed and stale-if-error applies."""
+    ERROR = "error"
+    """No response: answer ``Head.status`` with ``Head.reason``."""
+
+
 @dataclass(frozen=True)
 class Head:
     """How an in-flight fetch turned out, known before its body is complete."""
 
-    kind: str
-    """"body" (a new response streams in), "stored" (serve ``entry``/``body``: a 304
-    refreshed it, or the origin failed and stale-if-error applies) or "error"."""
+    kind: HeadKind
     status: int
     headers: Headers = ()
     content_length: int | None = None
@@ -64,7 +75,7 @@ class Inflight:
     def resolve(self, head: Head) -> None:
         if not self.head.done():
             self.head.set_result(head)
-        if head.kind != "body":
+        if head.kind is not HeadKind.BODY:
             self.done = True
             self._wake()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from edge.clock import SYSTEM_CLOCK, Clock
+
 STALE_S = 30.0
 
 
 class EdgeMetrics:
     """The edge's counters, histograms and gauges."""
 
-    def __init__(self, worker: str = "0", share_dir: Path | None = None) -> None:
+    def __init__(self, worker: str = "0", share_dir: Path | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
         self.worker = worker
         self.share_dir = share_dir
@@ -113,7 +116,7 @@ class EdgeMetrics:
         if self.share_dir is None:
             return []
         out = []
-        now = time.time()
+        now = self.clock()
         for f in sorted(self.share_dir.glob("worker-*.prom")):
             if f.name == f"worker-{self.worker}.prom":
                 continue

@@ -20,6 +20,7 @@ from functools import cached_property
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from abrstack.httpsem import Representation, parse_http_date
+from edge.errors import BadSetting, PathRejected
 
 # Response header names are lower-case everywhere in the edge.
 Headers = tuple[tuple[str, str], ...]
@@ -38,10 +39,6 @@ NEGATIVE_STATUSES = frozenset({404, 410})
 
 
 _PLAIN_PATH = re.compile(r"/[A-Za-z0-9/_.~-]*")
-
-
-class PathRejected(ValueError):
-    """A request path the edge refuses (dot segments, control bytes, hidden names)."""
 
 
 # --------------------------------------------------------------------------- keys
@@ -113,7 +110,7 @@ def parse_key_params(specs: Iterable[str]) -> KeyParams:
     for spec in specs:
         prefix, eq, names = spec.partition("=")
         if not eq or not prefix.startswith("/"):
-            raise ValueError(f"not PREFIX=a,b with PREFIX starting with /: {spec!r}")
+            raise BadSetting(f"not PREFIX=a,b with PREFIX starting with /: {spec!r}")
         allowed = None if names.strip() == "*" else frozenset(
             n.strip() for n in names.split(",") if n.strip())
         out.append((prefix, allowed))
@@ -427,6 +424,13 @@ def representation(entry: Entry) -> Representation:
     return Representation(entry.size_bytes, entry.etag, lm, strong)
 
 
+def streamed_representation(headers: Headers, size_bytes: int, now_s: float) -> Representation:
+    """The same for a 200 that is still streaming in from the origin (received ``now_s``)."""
+    lm = parse_http_date(header(headers, "last-modified"))
+    strong = lm is not None and int(now_s) >= lm + 1
+    return Representation(size_bytes, header(headers, "etag"), lm, strong)
+
+
 # ---------------------------------------------------------------------- eviction
 
 @dataclass
@@ -481,7 +485,7 @@ def parse_size(text: str) -> int:
     """``10GiB``, ``512MiB``, ``100MB``, ``1024`` → bytes."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*", text, re.IGNORECASE)
     if not m:
-        raise ValueError(f"not a size: {text!r}")
+        raise BadSetting(f"not a size: {text!r}")
     num, prefix, binary = m.groups()
     power = " KMGT".index(prefix.upper() or " ")
     return int(float(num) * (1024 if binary or not prefix else 1000) ** power)
@@ -493,5 +497,5 @@ __all__ = [
     "clean_headers", "current_age_s", "format_http_date", "freshness_lifetime_s", "judge",
     "key_query", "may_serve_stale_on_error", "normalise_path",
     "parse_cache_control", "parse_key_params", "parse_size",
-    "refreshed", "representation", "storable", "validators",
+    "refreshed", "representation", "storable", "streamed_representation", "validators",
 ]

@@ -12,7 +12,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote
 
-from edge.policy import PathRejected, normalise_path
+from edge.errors import PathRejected
+from edge.policy import normalise_path
 
 _SEGMENT = re.compile(r"^(?P<dir>/media/[^/]+/(?:[^/]+/){1,2})seg-(?P<n>\d{5})\.m4s$")
 

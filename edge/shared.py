@@ -22,23 +22,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
 
-from edge.collapse import Head, Inflight
+from edge.clock import SYSTEM_CLOCK, Clock
+from edge.collapse import Head, HeadKind, Inflight
 from edge.policy import Headers
 
 POLL_S = 0.002
 STALE_LOCK_S = 120.0
 
 
+class Mirrored(enum.Enum):
+    """How following another worker's fetch ended."""
+
+    COMPLETE = "complete"
+    """The whole body came through (the flight is finished)."""
+    GONE = "gone"
+    """The lock went away without a head, or the answer is not shareable: look in the
+    cache, or fetch alone."""
+    FAILED = "failed"
+    """The fetching worker failed (before the head: nothing resolved; after: the flight
+    failed)."""
+
+
 class SharedFetch:
     """The lock and files of one object's cross-worker fetch."""
 
-    def __init__(self, directory: Path, key: str) -> None:
+    def __init__(self, directory: Path, key: str, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         stem = directory / hashlib.sha1(key.encode()).hexdigest()
         self.lock = stem.with_suffix(".lock")
         self.head = stem.with_suffix(".head")
@@ -85,7 +100,7 @@ class SharedFetch:
     def _stale(self) -> bool:
         try:
             pid = int(self.lock.read_text() or "0")
-            age = time.time() - self.lock.stat().st_mtime
+            age = self.clock() - self.lock.stat().st_mtime
         except (OSError, ValueError):
             return False
         if age > STALE_LOCK_S:
@@ -137,9 +152,8 @@ class SharedFetch:
                 p.unlink()
 
     # ------------------------------------------------------------- mirror side
-    async def mirror(self, flight: Inflight, timeout_s: float) -> str:
-        """Feed ``flight`` from another worker's fetch. Returns "ok", "gone" (the lock
-        went away without a head: look in the cache or fetch yourself) or "failed"."""
+    async def mirror(self, flight: Inflight, timeout_s: float) -> Mirrored:
+        """Feed ``flight`` from another worker's fetch."""
         with contextlib.suppress(OSError):
             self.follower.touch()
         try:
@@ -148,24 +162,25 @@ class SharedFetch:
             with contextlib.suppress(OSError):
                 self.follower.unlink()
 
-    async def _mirror(self, flight: Inflight, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
+    async def _mirror(self, flight: Inflight, timeout_s: float) -> Mirrored:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         while not self.head.exists():
             if self.err.exists():
-                return "failed"
-            if not self.lock.exists() or time.monotonic() > deadline:
-                return "gone"
+                return Mirrored.FAILED
+            if not self.lock.exists() or loop.time() > deadline:
+                return Mirrored.GONE
             await asyncio.sleep(POLL_S)
         try:
             meta = json.loads(self.head.read_text())
             fd = os.open(self.body, os.O_RDONLY)
         except (OSError, ValueError):
-            return "gone"
+            return Mirrored.GONE
         headers: Headers = tuple((str(k), str(v)) for k, v in meta["headers"])
         if not meta["shareable"]:
             os.close(fd)
-            return "gone"
-        flight.resolve(Head("body", int(meta["status"]), headers=headers,
+            return Mirrored.GONE
+        flight.resolve(Head(HeadKind.BODY, int(meta["status"]), headers=headers,
                             content_length=meta["content_length"], shareable=True,
                             storable=bool(meta.get("storable"))))
         length = meta["content_length"]
@@ -179,15 +194,15 @@ class SharedFetch:
                 if complete or self.done.exists():
                     flight.append(os.read(fd, 1 << 30))
                     flight.finish()
-                    return "ok"
+                    return Mirrored.COMPLETE
                 if not self.lock.exists():  # cleaned up: the file holds all there was
                     flight.append(os.read(fd, 1 << 30))
                     if length is None or len(flight.buf) >= length:
                         flight.finish()
-                        return "ok"
-                if self.err.exists() or not self.lock.exists() or time.monotonic() > deadline:
+                        return Mirrored.COMPLETE
+                if self.err.exists() or not self.lock.exists() or loop.time() > deadline:
                     flight.fail(ConnectionError("the fetching worker failed"))
-                    return "failed"
+                    return Mirrored.FAILED
                 await asyncio.sleep(POLL_S)
         finally:
             os.close(fd)

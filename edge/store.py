@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any
 
 import diskcache
 
+from edge.clock import SYSTEM_CLOCK, Clock
 from edge.policy import Entry, LruIndex
 
 ORPHAN_MIN_AGE_S = 10.0
@@ -95,7 +95,8 @@ class DiskTier:
     """diskcache-backed tier; all methods are blocking (run them in a thread)."""
 
     def __init__(self, directory: Path, capacity_bytes: int,
-                 policy: str = "least-recently-stored") -> None:
+                 policy: str = "least-recently-stored", clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.cache = diskcache.Cache(
             str(directory), size_limit=capacity_bytes, eviction_policy=policy, cull_limit=0,
             statistics=False,
@@ -120,7 +121,7 @@ class DiskTier:
                     "SELECT filename FROM Cache WHERE filename IS NOT NULL")}
         except sqlite3.Error:
             return 0  # an unreadable index: leave every file alone
-        cutoff_s = time.time() - min_age_s
+        cutoff_s = self.clock() - min_age_s
         swept = 0
         for dirpath, _dirs, files in os.walk(root):
             for name in files:
@@ -194,7 +195,7 @@ class DiskTier:
     def record_purge(self, target: str, prefix: bool) -> int:
         with self.cache.transact():
             seq = int(self.cache.get("purge-seq", 0)) + 1
-            self.cache.set(("purge", seq), (target, prefix, time.time()))
+            self.cache.set(("purge", seq), (target, prefix, self.clock()))
             self.cache.set("purge-seq", seq)
         return seq
 
@@ -218,10 +219,10 @@ class TieredStore:
     """Memory over disk. Blocking disk calls are made by the caller in a thread."""
 
     def __init__(self, memory_bytes: int, disk_dir: Path, disk_bytes: int,
-                 disk_policy: str = "least-recently-stored") -> None:
+                 disk_policy: str = "least-recently-stored", clock: Clock = SYSTEM_CLOCK) -> None:
         self.memory = MemoryTier(memory_bytes)
         os.makedirs(disk_dir, exist_ok=True)
-        self.disk = DiskTier(disk_dir, disk_bytes, disk_policy)
+        self.disk = DiskTier(disk_dir, disk_bytes, disk_policy, clock)
         self.seen_purge_seq = self.disk.purge_seq()
         self._purge_checked_at = 0.0
 

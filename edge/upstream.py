@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from edge.breaker import BreakerState, CircuitBreaker, backoff_s
+from edge.clock import SYSTEM_CLOCK, Clock
+from edge.errors import UpstreamError
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,6 @@ class UpstreamConfig:
     fetch_deadline_s: float = 60.0
     """Longest a whole fetch (headers and body) may take: a trickling origin cannot hold
     a connection and a fetch for ever (a 1 MB segment at 1 Mbit/s takes 8 s)."""
-
-
-class UpstreamError(Exception):
-    """No origin answered; ``status`` is what the client gets (502 or 504)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass
@@ -103,7 +95,7 @@ _RETRY_STATUSES = frozenset({502, 503, 504})
 class Upstream:
     """Fetches from the origins. One per worker process (holds a ClientSession)."""
 
-    def __init__(self, cfg: UpstreamConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cfg: UpstreamConfig, clock: Clock = SYSTEM_CLOCK) -> None:
         self.cfg = cfg
         self.clock = clock
         self.breakers = {o: CircuitBreaker(cfg.breaker_failures, cfg.breaker_open_s)
@@ -136,7 +128,7 @@ class Upstream:
     def _note(self, origin: str, outcome: str, started: float) -> None:
         cb = self.on_fetch
         if cb is not None:
-            cb(origin, outcome, time.monotonic() - started)  # type: ignore[operator]
+            cb(origin, outcome, asyncio.get_running_loop().time() - started)  # type: ignore[operator]
 
     @asynccontextmanager
     async def get(self, path_qs: str, headers: Mapping[str, str]) -> AsyncIterator[UpstreamResponse]:
@@ -173,7 +165,7 @@ class Upstream:
                     last = UpstreamError(503, f"edge busy: no connection to {origin} free")
                     continue
                 try:
-                    started = time.monotonic()
+                    started = loop.time()
                     req_t = self.clock()
                     try:
                         async with asyncio.timeout_at(deadline):

@@ -7,9 +7,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from edge.collapse import Head, Inflight
+from edge.collapse import Head, HeadKind, Inflight
 from edge.policy import Entry
-from edge.shared import SharedFetch
+from edge.shared import Mirrored, SharedFetch
 from edge.store import TieredStore
 
 
@@ -50,7 +50,7 @@ def test_shared_fetch_mirror_streams_and_finishes(tmp_path: Path) -> None:
         assert leader.try_lock() and not follower.try_lock()
         flight = Inflight("/k")
         task = asyncio.ensure_future(follower.mirror(flight, timeout_s=5))
-        leader.publish_head(Head("body", 200, headers=(("etag", '"1"'),), content_length=6))
+        leader.publish_head(Head(HeadKind.BODY, 200, headers=(("etag", '"1"'),), content_length=6))
         seen: list[int] = []
         leader.append(b"abc")
         for _ in range(100):
@@ -62,7 +62,7 @@ def test_shared_fetch_mirror_streams_and_finishes(tmp_path: Path) -> None:
         leader.finish(6)
         outcome = await task
         leader.cleanup()
-        return outcome == "ok" and flight.done, bytes(flight.buf), seen
+        return outcome is Mirrored.COMPLETE and flight.done, bytes(flight.buf), seen
 
     ok, body, seen = asyncio.run(run())
     assert ok and body == b"abcdef" and seen == [3]
