@@ -117,7 +117,7 @@ class EdgeApp:
         inflight_dir = cfg.cache_dir / "inflight"
         inflight_dir.mkdir(parents=True, exist_ok=True)
         self.filler = Filler(self.store, self.upstream, cfg.policy, inflight_dir, clock,
-                             f"1.1 {cfg.via_name}", self._spawn)
+                             f"1.1 {cfg.via_name}", self._spawn, self.metrics.observe_step)
         self.inflight = self.filler.inflight
         self._tasks: set[asyncio.Task[None]] = set()
         self._prefetch_slots: asyncio.Semaphore | None = None

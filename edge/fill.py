@@ -163,7 +163,8 @@ class Filler:
 
     def __init__(self, store: TieredStore, upstream: Upstream, policy: PolicyConfig,
                  inflight_dir: Path, clock: Clock, via: str,
-                 spawn: Callable[[Awaitable[None]], asyncio.Task[None]]) -> None:
+                 spawn: Callable[[Awaitable[None]], asyncio.Task[None]],
+                 on_step: Callable[[str, str], None] | None = None) -> None:
         self.store = store
         self.upstream = upstream
         self.policy = policy
@@ -171,6 +172,8 @@ class Filler:
         self.clock = clock
         self.via = via
         self.spawn = spawn
+        self.on_step = on_step
+        """Told (step, outcome) after each step (the edge counts them in its metrics)."""
         self.inflight: dict[str, Inflight] = {}
         self._steps: dict[Step, Callable[[Fill], Awaitable[Outcome]]] = {
             Step.DISK: self._disk, Step.LOCK: self._lock, Step.MIRROR: self._mirror,
@@ -201,6 +204,8 @@ class Filler:
         try:
             while fill.step is not Step.DONE:
                 outcome = await self._steps[fill.step](fill)
+                if self.on_step is not None:
+                    self.on_step(fill.step.value, outcome.value)
                 fill.step = TRANSITIONS[fill.step, outcome]
         except (asyncio.CancelledError, Exception) as exc:
             if fill.lock is not None and not flight.remote:

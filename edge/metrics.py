@@ -66,6 +66,9 @@ class EdgeMetrics:
         self.prefetches_dropped = Counter(
             "edge_prefetches_dropped", "Prefetch hints dropped: too many queued",
             ["worker"], registry=r)
+        self.fill_steps = Counter(
+            "edge_fill_steps", "Steps of the miss path (edge.fill) taken, by step and outcome",
+            ["step", "outcome", "worker"], registry=r)
         self.cache_bytes = Gauge(
             "edge_cache_bytes", "Bytes held per cache tier", ["tier", "worker"], registry=r)
         self._hits = 0
@@ -88,6 +91,9 @@ class EdgeMetrics:
             if cache.split(";")[0] in ("HIT", "STALE", "REVALIDATED"):
                 self._hits += 1
             self._ratio.set(self._hits / self._lookups)
+
+    def observe_step(self, step: str, outcome: str) -> None:
+        self.fill_steps.labels(step, outcome, self.worker).inc()
 
     def observe_fetch(self, origin: str, outcome: str, seconds: float) -> None:
         self.origin_fetches.labels(origin, outcome, self.worker).inc()

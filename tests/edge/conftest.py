@@ -152,7 +152,7 @@ def running_edge(origins: list[str], cache_dir: Path, **kw: Any) -> Iterator[Run
                                                    "read_timeout_s": 5.0, **up_kw}),
         cache_dir=cache_dir, policy=PolicyConfig(**pol_kw), **kw)
     srv_kw.setdefault("extra", {"graceful_timeout": 0.2})
-    cfg = ServerConfig(app=app_cfg, port=0, http_port=0, access_log=None, **srv_kw)
+    cfg = ServerConfig(app=app_cfg, **{"port": 0, "http_port": 0, "access_log": None, **srv_kw})
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     ready = threading.Event()
