@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "auto"],
                    help="event loop (default asyncio; uvloop if installed; auto picks uvloop "
                         "when installed)")
+    p.add_argument("--via-name", default=None, metavar="NAME",
+                   help="this edge's name in Via (default abr-edge-HOSTNAME-PORT); every edge "
+                        "of a fleet needs its own: a request whose Via already names this edge "
+                        "is a loop and gets 508. An edge in front of edges (a shield tier) is "
+                        "just --origin pointing at the shield")
     p.add_argument("--access-log", default="-",
                    help='JSON access log: "-" stderr (default), a file, or "off"')
     p.set_defaults(handler=_run)
@@ -108,6 +115,10 @@ def build_config(args: argparse.Namespace) -> Any:
     for f in (args.cert, args.key):
         if f is not None and not f.is_file():
             raise EdgeError(f"cannot read {f}.")
+    via_name = args.via_name or default_via_name(args.port)
+    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}", via_name):
+        raise EdgeError(f"--via-name {via_name!r} must be 1-64 token characters "
+                        "(letters, digits, -._~ and the like; RFC 9110 §5.6.2).")
     token = _purge_token(args.purge_token_file)
     try:
         key_params = parse_key_params(args.cache_key_params)
@@ -118,7 +129,7 @@ def build_config(args: argparse.Namespace) -> Any:
                                 args.retries),
         cache_dir=args.cache_dir, cache_size_bytes=cache_bytes, memory_size_bytes=mem_bytes,
         disk_policy=args.disk_policy, prefetch_k=args.prefetch, purge_token=token,
-        send_timeout_s=args.send_timeout,
+        send_timeout_s=args.send_timeout, via_name=via_name,
         policy=PolicyConfig(negative_ttl_s=args.negative_ttl, key_params=key_params),
     )
     return ServerConfig(
@@ -129,6 +140,12 @@ def build_config(args: argparse.Namespace) -> Any:
         quic_max_datagram_bytes=args.quic_datagram, event_loop=args.loop,
         access_log=None if args.access_log == "off" else args.access_log,
     )
+
+
+def default_via_name(port: int) -> str:
+    """``abr-edge-HOSTNAME-PORT``: distinct for every edge of a fleet, on one machine or many."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:40] or "host"
+    return f"abr-edge-{host}-{port}"
 
 
 class _RefusedFlag(argparse.Action):

@@ -11,8 +11,12 @@ from typing import Any
 
 import aiohttp
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from abrstack.cli import build_parser
+from edge import EdgeError
+from edge.cli import build_config
 from edge.fill import _ADMIT, TRANSITIONS, Admit, Filler, Outcome, Step, admit
 from edge.policy import Lookup
 from tests.edge.conftest import Obj
@@ -158,3 +162,14 @@ def test_a_forwarding_loop_is_508_not_a_storm(edge_factory: Any) -> None:
         assert answered == {("NONE", 1.0), ("MISS", 1.0)}  # its own fetch once, then the client
         mine = httpx.get(edge.http + "/media/t/x.m4s", headers={"Via": "1.1 other, 2 loopy"})
         assert mine.status_code == 508
+
+
+def test_each_edge_names_itself_in_via_by_default_and_a_bad_name_is_refused() -> None:
+    def config(*argv: str) -> Any:
+        return build_config(build_parser().parse_args(["edge", "--origin", "http://x", *argv]))
+
+    a, b = config("--port", "9443").app, config("--port", "9444").app
+    assert a.via_name != b.via_name and a.via_name.endswith("-9443")
+    assert config("--via-name", "shield-1").app.via_name == "shield-1"
+    with pytest.raises(EdgeError, match="token characters"):
+        config("--via-name", "a b")
