@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -113,6 +114,33 @@ class FakeOrigin:
         app.on_startup.append(capture_loop)
         app.router.add_route("GET", "/{tail:.*}", handler)
         return app
+
+
+def gated_stampede(state: FakeOrigin, path: str, bases: list[str],
+                   n: int) -> list[tuple[int, bytes, str, list[str]]]:
+    """``n`` concurrent GETs of ``path``, spread round-robin over ``bases``, while the origin
+    holds the body after its first chunk (call ``state.make_gate()`` first): every client
+    must have its first bytes with one origin fetch made; then the gate opens. Returns each
+    response's status, body, ``X-Cache`` and ``Via`` fields."""
+
+    async def run() -> list[tuple[int, bytes, str, list[str]]]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2 * n)) as s:
+            async def one(base: str) -> tuple[aiohttp.ClientResponse, bytes]:
+                r = await s.get(base + path)
+                return r, await r.content.readexactly(1000)
+
+            heads = await asyncio.wait_for(asyncio.gather(
+                *[one(bases[i % len(bases)]) for i in range(n)]), 20)
+            assert state.count(path) == 1  # first bytes everywhere, the origin still held
+            state.open_gate()
+            out = []
+            for r, head in heads:
+                out.append((r.status, head + await r.read(), r.headers.get("X-Cache", ""),
+                            r.headers.getall("Via", [])))
+                r.release()
+            return out
+
+    return asyncio.run(run())
 
 
 @contextmanager

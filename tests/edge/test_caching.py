@@ -3,14 +3,12 @@ eviction, persistence — real edge, stand-in origin."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-import aiohttp
 import httpx
 
-from tests.edge.conftest import Obj, fake_origin
+from tests.edge.conftest import Obj, fake_origin, gated_stampede
 
 MB = bytes(range(256)) * 4096
 SEG_CC = "public, max-age=31536000, immutable"
@@ -26,28 +24,10 @@ def test_stampede_of_100_makes_one_fetch_and_streams_to_every_waiter(
         httpx.get(url + "/warm")
         state.make_gate()
 
-        async def stampede() -> list[tuple[int, bytes, str]]:
-            conn = aiohttp.TCPConnector(limit=200)
-            async with aiohttp.ClientSession(connector=conn) as s:
-                async def one() -> tuple[aiohttp.ClientResponse, bytes]:
-                    r = await s.get(edge.http + path)
-                    head = await r.content.readexactly(1000)
-                    return r, head
-
-                heads = await asyncio.wait_for(asyncio.gather(*[one() for _ in range(100)]), 20)
-                # every waiter has its first bytes while the origin still holds the rest
-                assert state.count(path) == 1
-                state.open_gate()
-                out = []
-                for r, head in heads:
-                    out.append((r.status, head + await r.read(), r.headers["X-Cache"]))
-                    r.release()
-                return out
-
-        results = asyncio.run(stampede())
+        results = gated_stampede(state, path, [edge.http], 100)
         assert state.count(path) == 1
-        assert all(st == 200 and body == MB for st, body, _ in results)
-        tags = sorted(x for _, _, x in results)
+        assert all(st == 200 and body == MB for st, body, *_ in results)
+        tags = sorted(x for _, _, x, _ in results)
         assert tags.count("MISS") == 1 and tags.count("MISS; collapsed") == 99
         metrics = httpx.get(edge.http + "/metrics").text
         assert 'edge_collapsed_requests_total{worker="0"} 99.0' in metrics
@@ -316,26 +296,10 @@ def test_stampede_across_two_workers_sharing_a_cache_dir(origin: Any, edge_facto
         httpx.get(url + "/warm")
         state.make_gate()
 
-        async def run() -> list[tuple[int, bytes, str]]:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as s:
-                async def one(base: str) -> tuple[aiohttp.ClientResponse, bytes]:
-                    r = await s.get(base + path)
-                    return r, await r.content.readexactly(1000)
-
-                heads = await asyncio.wait_for(asyncio.gather(
-                    *[one(a.http if i % 2 else b.http) for i in range(40)]), 20)
-                assert state.count(path) == 1  # first bytes everywhere, origin still held
-                state.open_gate()
-                out = []
-                for r, head in heads:
-                    out.append((r.status, head + await r.read(), r.headers["X-Cache"]))
-                    r.release()
-                return out
-
-        results = asyncio.run(run())
+        results = gated_stampede(state, path, [b.http, a.http], 40)
         assert state.count(path) == 1
-        assert all(st == 200 and body == MB for st, body, _ in results)
-        assert sum(1 for *_, x in results if x == "MISS") == 1
+        assert all(st == 200 and body == MB for st, body, *_ in results)
+        assert sum(1 for _, _, x, _ in results if x == "MISS") == 1
         time.sleep(0.2)
         assert httpx.get(a.http + path).headers["x-cache"] == "HIT"
         assert httpx.get(b.http + path).headers["x-cache"] == "HIT"

@@ -19,7 +19,7 @@ from edge import EdgeError
 from edge.cli import build_config
 from edge.fill import _ADMIT, TRANSITIONS, Admit, Filler, Outcome, Step, admit
 from edge.policy import Lookup
-from tests.edge.conftest import Obj
+from tests.edge.conftest import Obj, gated_stampede
 
 MB = bytes(range(256)) * 4096
 SEG_CC = "public, max-age=31536000, immutable"
@@ -125,25 +125,9 @@ def test_a_shield_tier_is_configuration_one_origin_fetch_for_a_stampede_over_bot
         httpx.get(url + "/warm")
         state.make_gate()
 
-        async def run() -> list[tuple[int, bytes, str]]:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as s:
-                async def one(base: str) -> tuple[aiohttp.ClientResponse, bytes]:
-                    r = await s.get(base + path)
-                    return r, await r.content.readexactly(1000)
-
-                heads = await asyncio.wait_for(asyncio.gather(
-                    *[one((e1.http, e2.http, shield.http)[i % 3]) for i in range(30)]), 20)
-                assert state.count(path) == 1  # first bytes at every tier, origin held
-                state.open_gate()
-                out = []
-                for r, head in heads:
-                    out.append((r.status, head + await r.read(), r.headers.getall("Via")))
-                    r.release()
-                return out
-
-        results = asyncio.run(run())
+        results = gated_stampede(state, path, [e1.http, e2.http, shield.http], 30)
         assert state.count(path) == 1
-        assert all(st == 200 and body == MB for st, body, _ in results)
+        assert all(st == 200 and body == MB for st, body, *_ in results)
         vias = {", ".join(v) for *_, v in results}
         assert vias == {"1.1 shield", "1.1 shield, 1.1 edge-1", "1.1 shield, 1.1 edge-2"}, vias
 
