@@ -1,4 +1,4 @@
-"""The edge as an ASGI application (protocol-agnostic: granian speaks h1/h2, our shell h3).
+"""The edge as an ASGI application (protocol-agnostic: granian speaks h1/h2, the QUIC server h3).
 
 Per request: own endpoints (``/healthz``, ``/metrics``, ``POST /purge``, CORS preflight),
 else the cache. Where an object comes from is the miss path's state machine

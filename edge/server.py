@@ -172,25 +172,18 @@ def tcp_server(app: EdgeApp, sock: socket.socket, cfg: ServerConfig,
                certfile: Path | None = None, keyfile: Path | None = None) -> Any:
     """A granian server (embedded in this event loop) on an already bound socket: TLS
     with ALPN h2 + http/1.1 when a certificate is given, else cleartext HTTP/1.1."""
-    from granian._granian import SocketHolder
     from granian.constants import HTTPModes, Interfaces, SSLProtocols
     from granian.http import HTTP1Settings, HTTP2Settings
     from granian.log import LogLevels
-    from granian.server.embed import Server
+
+    from edge.granian_compat import embedded_server
 
     fd = os.dup(sock.fileno())  # granian owns (and closes) this one; we close ours
-
-    class OnSocket(Server):
-        def _init_shared_socket(self) -> None:  # serve our socket (SO_REUSEPORT, port 0)
-            self._ssp = None
-            self._shd = SocketHolder(fd, False, BACKLOG)  # type: ignore[call-arg,assignment]
-            self._sfd = fd  # type: ignore[assignment]
-
     host, port = sock.getsockname()[:2]
     tls = certfile is not None
-    server = OnSocket(
-        app, address=host, port=port, interface=Interfaces.ASGINL,
-        http=HTTPModes.auto if tls else HTTPModes.http1, websockets=False, backlog=BACKLOG,
+    server = embedded_server(
+        fd, BACKLOG, app, address=host, port=port, interface=Interfaces.ASGINL,
+        http=HTTPModes.auto if tls else HTTPModes.http1, websockets=False,
         http1_settings=HTTP1Settings(
             header_read_timeout=max(1, min(60_000, int(cfg.header_timeout_s * 1000))),
             max_buffer_size=max(8192, cfg.max_header_bytes)),
