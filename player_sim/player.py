@@ -452,17 +452,15 @@ class Session:
     async def _request(self, core: SessionCore, pres: Presentation, req: Request) -> list[Action]:
         """Perform one of the core's requests; the core's actions after it."""
         k, sf = req.segment, "h" if pres.kind == "hls" else "d"
-        watch = InFlight(self.clock, core)
+        info: dict[str, Any] = {"segment": k}
         if req.kind == "audio":
             assert pres.audio is not None
-            adur = pres.audio.durations_s[k]
-            cmcd: dict[str, Any] = {"bl": _round100(req.buffer_s * 1000), "d": round(adur * 1000), "ot": "a",
+            track, dur = pres.audio, pres.audio.durations_s[k]
+            cmcd: dict[str, Any] = {"bl": _round100(req.buffer_s * 1000), "d": round(dur * 1000), "ot": "a",
                                     "sid": self.sid, "st": "v", "sf": sf}
-            got = await self.fetch(pres.audio.segment_urls[k], "audio", cmcd=cmcd, watch=watch, segment=k,
-                                   limit_bytes=segment_limit(pres.audio.bitrate_bps, adur), duration_s=adur)
         else:
-            track = pres.video[req.level]
-            dur, urls = track.durations_s[k], track.segment_urls
+            track, dur = pres.video[req.level], pres.video[req.level].durations_s[k]
+            urls, info["level"] = track.segment_urls, req.level
             cmcd = {"bl": _round100(req.buffer_s * 1000), "br": round(self._kbps[req.level]), "d": round(dur * 1000),
                     "mtp": _round100(self.last_throughput_bps / 1000), "ot": "v", "sf": sf, "sid": self.sid,
                     "st": "v", "tb": round(self._kbps[-1])}
@@ -470,19 +468,19 @@ class Session:
                 cmcd["nor"] = _relative(urls[k], urls[k + 1])
             if req.startup:
                 cmcd["su"] = True
-            seg_start = self.now()
-            try:
-                got = await self.fetch(urls[k], "video", cmcd=cmcd, watch=watch, segment=k, level=req.level,
-                                       limit_bytes=segment_limit(track.bitrate_bps, dur), duration_s=dur)
-            finally:
-                watch.close()
-            if watch.abandoned:
-                return watch.after
-            download_s = self.now() - seg_start
-            assert isinstance(got.body, int)
-            self.last_throughput_bps = got.body * 8 / download_s if download_s > 0 else 0.0
-        watch.close()
+        watch = InFlight(self.clock, core)
+        start = self.now()
+        try:
+            got = await self.fetch(track.segment_urls[k], req.kind, cmcd=cmcd, watch=watch,
+                                   limit_bytes=segment_limit(track.bitrate_bps, dur), duration_s=dur, **info)
+        finally:
+            watch.close()
+        if watch.abandoned:
+            return watch.after
         assert isinstance(got.body, int)
+        if req.kind == "video":
+            download_s = self.now() - start
+            self.last_throughput_bps = got.body * 8 / download_s if download_s > 0 else 0.0
         return watch.after + core.handle(SegmentDone(max(self.now(), watch.ready_s), got.body))
 
 
