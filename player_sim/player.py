@@ -1,11 +1,12 @@
-"""The real player: the simulator's core (ABR algorithm, playback model, QoE) driven over
-real HTTP by the event loop's clock.
+"""The real player: the session core (:mod:`player_sim.session`) driven over real HTTP by
+the event loop's clock.
 
-One session: fetch the manifest (HLS or DASH), then for each segment ask the algorithm
-for a level, fetch the init segment once per level and the media segment (and the audio
-segments that cover it) over one connection, offer the download in progress to the
-algorithm's abandonment check, and feed the playback model. Stalls, startup delay,
-switches and abandonment are the model's events on the real clock.
+One session: fetch the manifest (HLS or DASH), the init segments and the segment sizes,
+then perform the core's actions over one connection (the same core, with the same model
+options, that the trace simulator drives in virtual time): request a video segment at the
+level it chose, or the audio segments that cover it; wait when it says so; tell it the
+first byte, the bytes received when it asks, and the end; stop a transfer it abandons.
+Stalls, startup delay, switches and abandonment are the core's, on the real clock.
 
 ``--trace`` shapes every body to the trace (token bucket, :mod:`player_sim.shaping`) and
 adds the trace's request latency; ``--speed X`` runs the trace, the shaping and playback X
@@ -17,18 +18,17 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
-from player_sim import abr as abr_registry
-from player_sim.abr import AbrContext, Decision, Download, PlayerState, Progress
 from player_sim.clients import HttpClient, Reply, TransportFailure, host_port, make_client
 from player_sim.errors import PlayerError
 from player_sim.link import Link
 from player_sim.model import Model
 from player_sim.model import default as default_model
-from player_sim.playback import Playback, PlaybackStarted, StallEnded, StallStarted
+from player_sim.playback import PlaybackStarted, StallEnded, StallStarted
 from player_sim.presentation import (
     Presentation,
     Track,
@@ -37,13 +37,26 @@ from player_sim.presentation import (
     parse_hls_master,
     parse_hls_media,
 )
-from player_sim.qoe import REBUFFER_PENALTY, SegmentRecord, SessionResult, reward, summarise
+from player_sim.qoe import SessionResult
+from player_sim.session import (
+    Abandon,
+    Action,
+    CoreConfig,
+    Decided,
+    Finished,
+    ManifestLoaded,
+    OfferProgress,
+    Request,
+    SegmentDone,
+    SessionCore,
+    TimerFired,
+    Wait,
+)
 from player_sim.shaping import Shaper
 from player_sim.traces import Trace
+from player_sim.transfer import Clock, InFlight, Transfer
 from player_sim.video import Video, make_video, parse_title
 
-SHAPING_SLACK_S = 0.004
-"""Shaping debt (wall seconds) tolerated before sleeping; paid at the end of each body."""
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 4.0
 """A failed request is retried after 0.25, 0.5, 1, 2, 4, 4, ... wall seconds."""
@@ -204,8 +217,7 @@ class Session:
         self.config = config
         self.client = client or make_client(config.protocol, config.cafile, config.insecure,
                                             config.quic_datagram_bytes)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.t0 = 0.0
+        self.clock = Clock(config.speed)
         trace = config.trace
         self.link = Link(trace, config.model.payload_portion) if trace else None
         self.shaper = Shaper(self.link) if self.link else None
@@ -216,7 +228,7 @@ class Session:
             "session_id": self.sid,
         })
         self.last_throughput_bps = 0.0
-        self.playback: Playback | None = None
+        self._kbps: list[float] = []
         self.allowed = parse_allow_hosts(config.allow_hosts)
         self.origins = {origin(config.url)}
         """Origins fetched from without asking: the manifest's, and those its request was redirected to."""
@@ -224,13 +236,7 @@ class Session:
     # -- clock ------------------------------------------------------------------------
     def now(self) -> float:
         """Session clock (virtual seconds)."""
-        assert self.loop is not None, "the session is not running"
-        return (self.loop.time() - self.t0) * self.config.speed
-
-    async def sleep_until(self, t_s: float) -> None:
-        delay = (t_s - self.now()) / self.config.speed
-        if delay > 0:
-            await asyncio.sleep(delay)
+        return self.clock.now()
 
     def event(self, event_type: str, **data: Any) -> None:
         self.log.events.append({"t_s": round(self.now(), 4), "type": event_type, **data})
@@ -260,14 +266,14 @@ class Session:
                           "to let the player fetch from it")
 
     async def fetch(self, url: str, kind: str, *, shaped: bool = True, cmcd: dict[str, Any] | None = None,
-                    on_progress: Any = None, method: str = "GET", limit_bytes: int = MAX_MANIFEST_BYTES,
+                    watch: InFlight | None = None, method: str = "GET", limit_bytes: int = MAX_MANIFEST_BYTES,
                     duration_s: float = 0.0, **info: Any) -> Fetched:
         """GET with retries, following up to MAX_REDIRECTS redirects to allowed hosts (any host
         for the master manifest, whose hops then become allowed origins).
 
         Shaping applies to the body; the trace's request latency is waited before sending.
-        ``on_progress(received, elapsed)`` may return False to abandon (then the reply's
-        byte count is what arrived). A body beyond ``limit_bytes``, or a request beyond its
+        ``watch`` sees every attempt's transfer and may stop it (then the reply's byte count
+        is what arrived). A body beyond ``limit_bytes``, or a request beyond its
         deadline (see REQUEST_DEADLINE_S; ``duration_s`` is the segment's), ends the session.
         """
         deadline_s = max(self.config.request_deadline_s, REQUEST_DEADLINE_SEGMENTS * duration_s)
@@ -278,7 +284,7 @@ class Session:
                 if shaped and self.link is not None:
                     latency = (self.link.latency_s(start) if self.config.model.use_trace_latency
                                else self.config.model.rtt_s)
-                    await self.sleep_until(start + latency)
+                    await self.clock.sleep_until(start + latency)
                 sent = self.now()  # the request leaves after the trace's latency
                 full_url = url
                 if cmcd and self.config.cmcd:
@@ -288,8 +294,8 @@ class Session:
                     if kind == "manifest":
                         self.origins.add(origin(target))  # where the manifest's origin sends us
                     self.check_host(target)
-                    transfer = _Transfer(self, start, shaped, kind in ("manifest", "playlist", "title"),
-                                         on_progress, limit_bytes)
+                    transfer = Transfer(self.clock, self.shaper if shaped else None, start,
+                                         kind in ("manifest", "playlist", "title"), limit_bytes, watch)
                     try:
                         async with asyncio.timeout(deadline_s):
                             reply = await self.client.request(target, {"accept": "*/*"}, transfer.on_chunk,
@@ -308,7 +314,8 @@ class Session:
                     target = nxt
                 else:
                     raise PlayerError(f"{url} was redirected more than {MAX_REDIRECTS} times")
-                await self.sleep_until(transfer.ready_s)
+                if not transfer.stopped:
+                    await self.clock.sleep_until(transfer.ready_s)
                 end = self.now()
                 received, first = transfer.received, transfer.first
                 if reply.status >= 500:
@@ -329,8 +336,8 @@ class Session:
                 self.log.retries += 1
                 self.event("retry", kind=kind, url=url, attempt=attempt, reason=str(exc)[:200], **info)
                 await asyncio.sleep(min(RETRY_MAX_S, RETRY_FIRST_S * 2**attempt))
-                if self.playback is not None:
-                    self.playback_events(self.playback.advance(self.now()))
+                if watch is not None:
+                    watch.retried(self.now())
                 attempt += 1
 
     async def text(self, url: str, kind: str) -> tuple[str, str]:
@@ -404,8 +411,7 @@ class Session:
 
     # -- the session ------------------------------------------------------------------
     async def run(self) -> SessionLog:
-        self.loop = asyncio.get_running_loop()
-        self.t0 = self.loop.time()
+        self.clock.start()
         try:
             await self._run()
         except PlayerError as exc:
@@ -416,159 +422,66 @@ class Session:
         return self.log
 
     async def _run(self) -> None:
-        cfg, model = self.config, self.config.model
+        cfg = self.config
         pres, video = await self.load()
         self.event("manifest_loaded", kind=pres.kind, levels=video.levels, segments=video.segments)
-        n = video.segments
-        durs = pres.video[0].durations_s
-        seg_s = video.segment_s
-        ctx = AbrContext(video=video, max_buffer_s=model.max_buffer_s, segments=n)
-        abr = abr_registry.make(cfg.abr, ctx)
-        if cfg.fixed_level is not None and cfg.fixed_level >= video.levels:
-            raise PlayerError(f"--level {cfg.fixed_level}: the title has levels 0 to {video.levels - 1}")
-        if not abr_registry.is_online(cfg.abr):
-            raise PlayerError(f"{cfg.abr} is an offline algorithm (it needs the future); pick an online one")
-        assert self.loop is not None
-        self.t0 = self.loop.time()  # the session clock starts with the first segment request
-        if self.shaper is not None:
-            self.shaper.t_s = 0.0
-        play = Playback(min(model.startup_threshold_s or seg_s, sum(durs)))
-        self.playback = play
-        kbps = [b / 1000 for b in video.bitrates_bps]
-        audio = pres.audio
-        audio_next, audio_end = 0, 0.0
-        prev_level: int | None = None
-        records: list[SegmentRecord] = []
-        abandoned = 0
-        top_kbps = round(kbps[-1])
-        for k in range(n):
-            state = PlayerState(self.now(), k, play.buffer_s, prev_level if prev_level is not None else 0, play.playing)
-            decision: Decision = abr.choose(state)
-            if cfg.fixed_level is not None:
-                decision = Decision(cfg.fixed_level % video.levels)
-            level = max(0, min(video.levels - 1, decision.level))
-            self.event("decision", segment=k, level=level, buffer_s=round(play.buffer_s, 3),
-                       delay_s=round(decision.delay_s, 3))
-            wait = decision.delay_s
-            if play.playing:
-                wait = max(wait, play.buffer_s + durs[k] - model.max_buffer_s)
-            if wait > 0 and play.playing:
-                await self.sleep_until(self.now() + wait)
-                self.playback_events(play.advance(self.now()))
-            stall_before = play.stall_total_s
-            request_t = self.now()
-            while True:
-                track = pres.video[level]
-                size = video.sizes_bytes[level][k]
-                check = _AbandonCheck(abr, model, k, level, size, play)
-                check.enabled = cfg.fixed_level is None
-                nxt = pres.video[level].segment_urls[k + 1] if k + 1 < n else None
-                cmcd = {"bl": _round100(play.buffer_s * 1000), "br": round(kbps[level]), "d": round(durs[k] * 1000),
-                        "mtp": _round100(self.last_throughput_bps / 1000), "ot": "v", "sf": "h" if pres.kind == "hls" else "d",
-                        "sid": self.sid, "st": "v", "tb": top_kbps}
-                if nxt:
-                    cmcd["nor"] = _relative(track.segment_urls[k], nxt)
-                if not play.playing and play.startup_s is None:
-                    cmcd["su"] = True
-                seg_start = self.now()
-                reply, got, _, first_t, _ = await self.fetch(track.segment_urls[k], "video", cmcd=cmcd,
-                                                          on_progress=check, segment=k, level=level,
-                                                          limit_bytes=segment_limit(track.bitrate_bps, durs[k]),
-                                                          duration_s=durs[k])
-                assert isinstance(got, int)
-                if check.abandon_to is not None:
-                    abr.report_download(Download(k, level, got, self.now() - seg_start, play.buffer_s, True,
-                                                 first_t - seg_start))
-                    self.event("abandoned", segment=k, level=level, to_level=check.abandon_to, bytes=got)
-                    abandoned += 1
-                    level = check.abandon_to
-                    continue
-                break
-            end = self.now()
-            download_s = end - seg_start
-            self.last_throughput_bps = got * 8 / download_s if download_s > 0 else 0.0
-            # Audio covering this video segment, on the same connection.
-            video_end = sum(durs[: k + 1])
-            if audio is not None:
-                while audio_next < len(audio.segment_urls) and (audio_end < video_end - 1e-6 or k == n - 1):
-                    acmcd = {"bl": _round100(play.buffer_s * 1000), "d": round(audio.durations_s[audio_next] * 1000),
-                             "ot": "a", "sid": self.sid, "st": "v", "sf": "h" if pres.kind == "hls" else "d"}
-                    adur = audio.durations_s[audio_next]
-                    await self.fetch(audio.segment_urls[audio_next], "audio", cmcd=acmcd, segment=audio_next,
-                                     limit_bytes=segment_limit(audio.bitrate_bps, adur), duration_s=adur)
-                    audio_end += audio.durations_s[audio_next]
-                    audio_next += 1
-            self.playback_events(play.segment_added(self.now(), durs[k], last=k == n - 1))
-            rebuf = play.stall_total_s - stall_before
-            prev_kbps = kbps[prev_level] if prev_level is not None else kbps[level]
-            records.append(SegmentRecord(k, level, kbps[level], rebuf, play.buffer_s, self.now(),
-                                         self.now() - request_t, reward(kbps[level], prev_kbps, rebuf)))
-            abr.report_download(Download(k, level, got, download_s, play.buffer_s, latency_s=first_t - seg_start))
-            prev_level = level
-        startup = play.startup_s or 0.0
-        trace_name = cfg.trace.name if cfg.trace else "-"
-        self.log.result = summarise(abr.name, trace_name, records, False, startup_s=startup,
-                                    abandoned=abandoned, extra_penalty=REBUFFER_PENALTY * startup)
-        self.event("session_ended", buffer_s=round(play.buffer_s, 3))
+        core = SessionCore(CoreConfig(cfg.abr, cfg.model, cfg.trace.name if cfg.trace else "-", cfg.fixed_level))
+        self._kbps = [b / 1000 for b in video.bitrates_bps]
+        self.clock.start()  # the session clock starts with the first segment request
+        audio = pres.audio.durations_s if pres.audio else ()
+        actions = deque(core.handle(ManifestLoaded(self.now(), video, pres.video[0].durations_s, audio)))
+        while actions:
+            action = actions.popleft()
+            if isinstance(action, Wait):
+                await self.clock.sleep_until(action.until_s)
+                actions.extend(core.handle(TimerFired(max(self.now(), action.until_s))))
+            elif isinstance(action, Request):
+                actions.extend(await self._request(core, pres, action))
+            elif isinstance(action, Decided):
+                self.event("decision", segment=action.segment, level=action.level, buffer_s=round(action.buffer_s, 3),
+                           delay_s=round(action.delay_s, 3))
+            elif isinstance(action, Abandon):
+                self.event("abandoned", segment=action.segment, level=action.level, to_level=action.to_level,
+                           bytes=int(action.received_bytes))
+            elif isinstance(action, Finished):
+                self.log.result = action.result
+                self.event("session_ended", buffer_s=round(core.play.buffer_s, 3))
+            elif not isinstance(action, OfferProgress):
+                self.playback_events([action])
 
-
-class _Transfer:
-    """Per-request body handling: shaping, playback clock, abandonment, keeping text bodies."""
-
-    def __init__(self, session: Session, start: float, shaped: bool, keep: bool, on_progress: Any,
-                 limit_bytes: int) -> None:
-        self.session, self.start, self.shaped, self.keep = session, start, shaped, keep
-        self.on_progress = on_progress
-        self.limit_bytes = limit_bytes
-        self.overflow = False
-        """The body went beyond ``limit_bytes`` (reading stopped)."""
-        self.parts: list[bytes] = []
-        self.received = 0
-        self.first: list[float] = []
-        self.ready_s = 0.0
-        """When the trace lets the last byte received so far be delivered."""
-
-    async def on_chunk(self, chunk: bytes) -> bool:
-        s = self.session
-        if not self.first:
-            self.first.append(s.now())
-        self.received += len(chunk)
-        if self.received > self.limit_bytes:
-            self.overflow = True
-            return False
-        if self.keep:
-            self.parts.append(chunk)
-        if self.shaped and s.shaper is not None:
-            # Sleep only when the debt is worth a timer: HTTP/3 hands over ~1.3-KB chunks.
-            self.ready_s = s.shaper.take(s.now(), len(chunk))
-            if (self.ready_s - s.now()) / s.config.speed > SHAPING_SLACK_S:
-                await s.sleep_until(self.ready_s)
-        if s.playback is not None:
-            s.playback_events(s.playback.advance(s.now()))
-        if self.on_progress is not None:
-            return bool(self.on_progress(self.received, s.now() - self.start))
-        return True
-
-
-class _AbandonCheck:
-    """Offers a download in progress to the algorithm every `abandon_check_s` (as sabre, dash.js)."""
-
-    def __init__(self, abr: Any, model: Model, segment: int, level: int, size: int, play: Playback) -> None:
-        self.abr, self.model, self.segment, self.level, self.size, self.play = abr, model, segment, level, size, play
-        self.next_s = model.abandon_check_s
-        self.abandon_to: int | None = None
-        self.enabled = True
-
-    def __call__(self, received: int, elapsed: float) -> bool:
-        if not (self.enabled and self.model.abandonment and self.level > 0) or elapsed < self.next_s:
-            return True
-        self.next_s = elapsed + self.model.abandon_check_s
-        new = self.abr.check_abandon(Progress(self.segment, self.level, self.size, received, elapsed,
-                                              self.play.buffer_s))
-        if new is not None and new < self.level:
-            self.abandon_to = int(new)
-            return False
-        return True
+    async def _request(self, core: SessionCore, pres: Presentation, req: Request) -> list[Action]:
+        """Perform one of the core's requests; the core's actions after it."""
+        k, sf = req.segment, "h" if pres.kind == "hls" else "d"
+        info: dict[str, Any] = {"segment": k}
+        if req.kind == "audio":
+            assert pres.audio is not None
+            track, dur = pres.audio, pres.audio.durations_s[k]
+            cmcd: dict[str, Any] = {"bl": _round100(req.buffer_s * 1000), "d": round(dur * 1000), "ot": "a",
+                                    "sid": self.sid, "st": "v", "sf": sf}
+        else:
+            track, dur = pres.video[req.level], pres.video[req.level].durations_s[k]
+            urls, info["level"] = track.segment_urls, req.level
+            cmcd = {"bl": _round100(req.buffer_s * 1000), "br": round(self._kbps[req.level]), "d": round(dur * 1000),
+                    "mtp": _round100(self.last_throughput_bps / 1000), "ot": "v", "sf": sf, "sid": self.sid,
+                    "st": "v", "tb": round(self._kbps[-1])}
+            if k + 1 < len(urls):
+                cmcd["nor"] = _relative(urls[k], urls[k + 1])
+            if req.startup:
+                cmcd["su"] = True
+        watch = InFlight(self.clock, core)
+        start = self.now()
+        try:
+            got = await self.fetch(track.segment_urls[k], req.kind, cmcd=cmcd, watch=watch,
+                                   limit_bytes=segment_limit(track.bitrate_bps, dur), duration_s=dur, **info)
+        finally:
+            watch.close()
+        if watch.abandoned:
+            return watch.after
+        assert isinstance(got.body, int)
+        if req.kind == "video":
+            download_s = self.now() - start
+            self.last_throughput_bps = got.body * 8 / download_s if download_s > 0 else 0.0
+        return watch.after + core.handle(SegmentDone(max(self.now(), watch.ready_s), got.body))
 
 
 def segment_limit(bitrate_bps: int, duration_s: float) -> int:

@@ -1,31 +1,41 @@
-"""The trace simulator: drives one ABR object and the playback model in virtual time.
+"""The trace simulator: drives a session in virtual time over the link model.
 
-This is a shell around the pure parts (:mod:`player_sim.link`, :mod:`player_sim.playback`,
-:mod:`player_sim.abr`): it owns the virtual clock and nothing else. A real-network player
-drives the same parts the same way: build the algorithm with ``abr.make(name, AbrContext(...))``,
-ask ``choose(PlayerState(...))`` before each request, feed ``Playback.advance(now)`` /
-``segment_added(now, duration)`` with ``loop.time()``, offer ``Progress`` to
-``check_abandon`` while a download runs, and ``report_download`` when it ends.
+A shell around the pure parts: the session core (:mod:`player_sim.session`, which owns the
+algorithm, the playback model and the QoE) and the link (:mod:`player_sim.link`). For
+``--model default`` it answers the core's actions at once from the link, as ``abr play``
+(:mod:`player_sim.player`) answers the same core's actions with real transfers. Only
+``--model pensieve`` keeps its own loop (:func:`_run_pensieve`).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from player_sim import abr as abr_registry
-from player_sim.abr.base import AbrContext, Decision, Download, PlayerState, Progress
+from player_sim import session
+from player_sim.abr.base import AbrContext, Download, PlayerState
+from player_sim.errors import PlayerError
 from player_sim.link import Link
 from player_sim.model import Model
-from player_sim.playback import Playback
-from player_sim.qoe import (
-    REBUFFER_PENALTY,
-    SMOOTH_PENALTY,
-    SegmentRecord,
-    SessionResult,
-    reward,
-    summarise,
+from player_sim.qoe import REBUFFER_PENALTY, SMOOTH_PENALTY, SegmentRecord, SessionResult, summarise
+from player_sim.session import (
+    Action,
+    BytesReceived,
+    CoreConfig,
+    Event,
+    Finished,
+    ManifestLoaded,
+    OfferProgress,
+    Request,
+    ResponseStarted,
+    SegmentDone,
+    SessionCore,
+    TimerFired,
+    Wait,
+    session_segments,
 )
 from player_sim.traces import Trace
 from player_sim.video import Video
@@ -44,21 +54,9 @@ class Oracle:
     """The session's rules."""
 
 
-def session_segments(video: Video, model: Model) -> int:
-    """How many segments a session plays."""
-    return video.segments if model.max_segments is None else min(model.max_segments, video.segments)
-
-
 def make_context(video: Video, model: Model, link: Link | None = None, carried: object = None) -> AbrContext:
-    """The context an algorithm is built with."""
-    return AbrContext(
-        video=video,
-        max_buffer_s=model.max_buffer_s,
-        segments=session_segments(video, model),
-        pensieve_quirks=model.pensieve_quirks,
-        carried=carried,
-        oracle=Oracle(link, model) if link is not None else None,
-    )
+    """The context an algorithm is built with (the oracle only when a link is given)."""
+    return session.make_context(video, model, carried, Oracle(link, model) if link is not None else None)
 
 
 def run_session(video: Video, trace: Trace, algorithm: str, model: Model, carried: object = None) -> SessionResult:
@@ -69,10 +67,13 @@ def run_session(video: Video, trace: Trace, algorithm: str, model: Model, carrie
 def _session(video: Video, trace: Trace, algorithm: str, model: Model, carried: object) -> tuple[SessionResult, object]:
     link = Link(trace, model.payload_portion)
     offline = not abr_registry.is_online(algorithm)
-    abr = abr_registry.make(algorithm, make_context(video, model, link if offline else None, carried))
     if model.name == "pensieve":
+        abr = abr_registry.make(algorithm, make_context(video, model, link if offline else None, carried))
         return _run_pensieve(video, trace, abr, link, model), abr.handover()
-    return _run_default(video, trace, abr, link, model), abr.handover()
+    core = SessionCore(CoreConfig(algorithm, model, trace.name, carried=carried,
+                                  oracle=Oracle(link, model) if offline else None))
+    result = _run_default(video, core, link, model)
+    return result, core.abr.handover() if core.abr is not None else None
 
 
 def run_sessions(video: Video, traces: list[Trace], algorithm: str, model: Model,
@@ -99,7 +100,13 @@ def run_sessions(video: Video, traces: list[Trace], algorithm: str, model: Model
 
 
 def _run_pensieve(video: Video, trace: Trace, abr: abr_registry.Abr, link: Link, model: Model) -> SessionResult:
-    """Pensieve's ``fixed_env.py`` loop (Mao et al. 2017), event for event."""
+    """Pensieve's ``fixed_env.py`` loop (Mao et al. 2017), event for event.
+
+    The one loop outside the session core (:mod:`player_sim.session`), on purpose: its quirks
+    (the RTT charged to the delay but not to the trace, the buffer drained in sleep steps
+    after the download, no startup threshold, segment 0 at level 1 left out of the score)
+    are the published baseline that ``tests/player_sim/test_reproduction.py`` reproduces.
+    """
     n = session_segments(video, model)
     seg_s = video.segment_s
     kbps = [b / 1000 for b in video.bitrates_bps]
@@ -137,61 +144,34 @@ def _run_pensieve(video: Video, trace: Trace, abr: abr_registry.Abr, link: Link,
     return summarise(abr.name, trace.name, records, model.skip_first_in_score, startup_s=records[0].rebuffer_s)
 
 
-def _run_default(video: Video, trace: Trace, abr: abr_registry.Abr, link: Link, model: Model) -> SessionResult:
-    """The richer model: latency per request, startup threshold, buffer cap, abandonment."""
-    n = session_segments(video, model)
-    seg_s = video.segment_s
-    kbps = [b / 1000 for b in video.bitrates_bps]
-    threshold = model.startup_threshold_s if model.startup_threshold_s is not None else seg_s
-    play = Playback(min(threshold, seg_s * n))
-    t = 0.0
-    prev_level: int | None = None
-    records: list[SegmentRecord] = []
-    abandoned = 0
-    for k in range(n):
-        state = PlayerState(t, k, play.buffer_s, prev_level if prev_level is not None else 0, play.playing)
-        decision: Decision = abr.choose(state)
-        level = model.first_level if k == 0 and model.first_level is not None else decision.level
-        wait = decision.delay_s
-        # Never let the buffer exceed the cap: wait until the new segment fits.
-        if play.playing:
-            wait = max(wait, play.buffer_s + seg_s - model.max_buffer_s)
-        if wait > 0 and play.playing:
-            t += wait
-            play.advance(t)
-        stall_before = play.stall_total_s
-        request_t = t
-        while True:
-            latency = link.latency_s(t) if model.use_trace_latency else model.rtt_s
-            size = video.sizes_bytes[level][k]
-            first_byte = t + latency
+def _run_default(video: Video, core: SessionCore, link: Link, model: Model) -> SessionResult:
+    """Answer the core's actions at once from the link: the request latency, then the trace's bytes."""
+    now = end = base = 0.0
+    size = 0
+
+    def send(event: Event) -> list[Action]:
+        nonlocal now
+        now = event.now_s
+        return core.handle(event)
+
+    actions = deque(send(ManifestLoaded(0.0, video)))
+    while actions:
+        action = actions.popleft()
+        if isinstance(action, Wait):
+            actions.extend(send(TimerFired(action.until_s)))
+        elif isinstance(action, Request):
+            latency = link.latency_s(now) if model.use_trace_latency else model.rtt_s
+            size = video.sizes_bytes[action.level][action.segment]
+            first_byte = now + latency
             end = link.finish_s(first_byte, size)
-            new_level = None
-            if model.abandonment and level > 0:
-                check = first_byte + model.abandon_check_s
-                base = link.bytes_at(first_byte)
-                while check < end:
-                    play.advance(check)
-                    got = link.bytes_at(check) - base
-                    new_level = abr.check_abandon(Progress(k, level, size, got, check - t, play.buffer_s))
-                    if new_level is not None and new_level < level:
-                        break
-                    new_level = None
-                    check += model.abandon_check_s
-            if new_level is None:
-                break
-            abr.report_download(Download(k, level, int(link.bytes_at(check) - base), check - t, play.buffer_s, True, latency))
-            abandoned += 1
-            t = check
-            level = new_level
-        t = end
-        play.segment_added(t, seg_s, last=k == n - 1)
-        rebuf = play.stall_total_s - stall_before
-        prev_kbps = kbps[prev_level] if prev_level is not None else kbps[level]
-        r = reward(kbps[level], prev_kbps, rebuf)
-        records.append(SegmentRecord(k, level, kbps[level], rebuf, play.buffer_s, t, t - request_t, r))
-        abr.report_download(Download(k, level, size, t - request_t, play.buffer_s, latency_s=latency))
-        prev_level = level
-    startup = play.startup_s or 0.0
-    return summarise(abr.name, trace.name, records, model.skip_first_in_score, startup_s=startup,
-                     abandoned=abandoned, extra_penalty=REBUFFER_PENALTY * startup)
+            base = link.bytes_at(first_byte)
+            offered = send(ResponseStarted(first_byte, latency))
+            actions.extend(offered or send(SegmentDone(end, size)))
+        elif isinstance(action, OfferProgress):
+            if action.at_s < end:
+                actions.extend(send(BytesReceived(action.at_s, link.bytes_at(action.at_s) - base)))
+            else:
+                actions.extend(send(SegmentDone(end, size)))
+        elif isinstance(action, Finished):
+            return action.result
+    raise PlayerError("player core: the session ended without a result")
