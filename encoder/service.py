@@ -39,7 +39,7 @@ from aiohttp import web
 
 from encoder.errors import EncoderError
 from encoder.ladder import parse_ladder
-from encoder.plan import CODECS
+from encoder.plan import CODECS, parse_codecs
 from encoder.probe import probe
 from encoder.publish import check_title_name
 
@@ -179,8 +179,10 @@ class JobService:
         codec = body.get("codec", "h264")
         if not isinstance(codec, str):
             raise JobError(400, f"'codec' must be a string, one of {', '.join(CODECS)}")
-        if codec not in CODECS:
-            raise JobError(400, f"unknown codec {codec!r} in 'codec'; choose one of {', '.join(CODECS)}")
+        try:
+            parse_codecs(codec)
+        except EncoderError as exc:
+            raise JobError(400, f"{exc} (in 'codec')") from exc
         job["codec"] = codec
         for flag in ("quality", "force"):
             value = body.get(flag, False)
