@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
                         "(h264,hevc,av1: one ladder each in one master playlist and MPD; default h264)")
     e.add_argument("--audio-lang", default=None, metavar="LANG[,LANG...]",
                    help="languages of the source's audio tracks in order (ISO 639: en, fr, deu, pt-BR; "
-                        "'-' keeps a track's own tag; default: the source's tags, else und)")
+                        "'-' keeps a track's own tag, as in --audio-lang=-,fr; default: the source's tags, else und)")
     e.add_argument("--subtitles", action="append", default=[], metavar="FILE[:LANG]",
                    help="add a subtitle file (SRT, WebVTT, ASS/SSA) as a WebVTT rendition; repeatable "
                         "(default: only the source's text subtitle tracks)")
