@@ -206,8 +206,11 @@ def build_args(plan: EncodePlan, manifest_path: str, subtitle_paths: tuple[str, 
         video = video.filter("bwdif", mode="send_field", parity="auto", deint="all")
     video = video.filter("fps", fps=str(plan.fps))
     formats = list(dict.fromkeys(o.format for o in outputs))
-    branches = dict(zip(formats, video.filter_multi_output("split", len(formats))
-                        if len(formats) > 1 else [video], strict=True))
+    heads = [video]
+    if len(formats) > 1:
+        fork = video.filter_multi_output("split", len(formats))
+        heads = [fork[k] for k in range(len(formats))]
+    branches = dict(zip(formats, heads, strict=True))
     streams: list[Any] = [None] * len(outputs)
     for fmt, node in branches.items():
         if fmt.tonemap:
