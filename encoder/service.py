@@ -1,6 +1,7 @@
 """`abr encoder serve`: the encoding job service (aiohttp).
 
-    POST   /jobs        {"source", "title", "ladder"?, "segment_s"?, "codec"?, "quality"?, "force"?}
+    POST   /jobs        {"source", "title", "ladder"?, "segment_s"?, "codec"?, "quality"?, "force"?,
+                         "audio_lang"?}
                         -> 202 {"id", "state": "queued", ...}; 404 no such source, 400 not a
                         video, 409 the title exists (without "force": true)
     GET    /jobs        -> {"jobs": [...]}, oldest first; ?state=done keeps one state
@@ -42,15 +43,16 @@ from encoder.ladder import parse_ladder
 from encoder.plan import CODECS, parse_codecs
 from encoder.probe import probe
 from encoder.publish import check_title_name
+from encoder.tracks import parse_audio_langs
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
-JOB_KEYS = {"source", "title", "ladder", "segment_s", "codec", "quality", "force"}
+JOB_KEYS = {"source", "title", "ladder", "segment_s", "codec", "quality", "force", "audio_lang"}
 RESTART_NOTE = "restarted from 0% after the service stopped"
 """An encode is one ffmpeg run: a job interrupted by a stop starts over."""
 # `abr encode` flags in a child's error message -> the job field that sets them.
 CLI_TO_FIELD = {"--force": '"force": true', "--segment-s": "'segment_s'", "--quality": "'quality'",
-                "--ladder": "'ladder'", "--codec": "'codec'"}
+                "--ladder": "'ladder'", "--codec": "'codec'", "--audio-lang": "'audio_lang'"}
 MAX_BODY_BYTES = 64 * 1024
 """A job request is a few hundred bytes; a ladder of MAX_RUNGS rungs well under 2 KiB."""
 
@@ -184,6 +186,15 @@ class JobService:
         except EncoderError as exc:
             raise JobError(400, f"{exc} (in 'codec')") from exc
         job["codec"] = codec
+        audio_lang = body.get("audio_lang")
+        if audio_lang is not None:
+            if not isinstance(audio_lang, str):
+                raise JobError(400, "'audio_lang' must be a string such as \"en,fr\"")
+            try:
+                parse_audio_langs(audio_lang)
+            except EncoderError as exc:
+                raise JobError(400, str(exc).replace("--audio-lang", "'audio_lang'")) from exc
+            job["audio_lang"] = audio_lang
         for flag in ("quality", "force"):
             value = body.get(flag, False)
             if not isinstance(value, bool):
@@ -307,6 +318,8 @@ class JobService:
             ladder_file = self.config.state / f"{job['id']}.ladder.json"
             ladder_file.write_text(json.dumps(job["ladder"]))
             cmd += ["--ladder", str(ladder_file.resolve())]
+        if job.get("audio_lang"):
+            cmd.append(f"--audio-lang={job['audio_lang']}")
         if job["quality"]:
             cmd.append("--quality")
         if job["force"]:

@@ -104,6 +104,8 @@ def test_job_runs_to_done_with_progress_and_publishes(service):
         ({"source": "tiny.mp4", "title": "x", "ladder": [{"height": 240}]}, 400, "bitrate_kbps"),
         ({"source": "tiny.mp4", "title": "x", "codec": "h266"}, 400, "unknown codec"),
         ({"source": "tiny.mp4", "title": "x", "codec": "h264,h264"}, 400, "names a codec twice"),
+        ({"source": "tiny.mp4", "title": "x", "audio_lang": "xx"}, 400, "unknown language code 'xx' in 'audio_lang'"),
+        ({"source": "tiny.mp4", "title": "x", "audio_lang": 3}, 400, "'audio_lang' must be a string"),
         ({"source": "tiny.mp4", "title": "x", "codec": ["h264"]}, 400, "'codec' must be a string"),
         ({"source": "tiny.mp4", "title": "x", "ladder": 7}, 400, "'ladder' must be"),
         ({"source": "tiny.mp4", "title": "ab\n"}, 400, "not allowed"),
