@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -59,6 +60,16 @@ def register(subparsers: Any) -> None:
     e.add_argument("--deinterlace", choices=("auto", "on", "off"), default="auto",
                    help="auto: when the stream is flagged interlaced and idet confirms it; "
                         "bwdif, one frame per field (default auto)")
+    e.add_argument("--encrypt", choices=("clearkey",), default=None,
+                   help="CENC-encrypt every video and audio sample (W3C ClearKey; the key is kept in "
+                        "MEDIA/.keys/, served by `abr encoder serve --key-token`; default: clear)")
+    e.add_argument("--key", default=None, metavar="HEX",
+                   help="with --encrypt: the AES-128 content key, 32 hex digits (default: made)")
+    e.add_argument("--kid", default=None, metavar="HEX",
+                   help="with --encrypt: the key id, 32 hex digits (default: made)")
+    e.add_argument("--license-url", default=None, metavar="URL",
+                   help="with --encrypt: the licence server URL written into the manifests, e.g. "
+                        "http://127.0.0.1:8070/keys/TITLE (default: none; players are told it)")
     e.add_argument("--quality", action="store_true",
                    help="measure VMAF, PSNR (dB) and SSIM per rung (needs ffmpeg with libvmaf; "
                         "default off)")
@@ -96,6 +107,10 @@ def register(subparsers: Any) -> None:
                        help="job state folder (default MEDIA/.jobs)")
     serve.add_argument("--concurrency", type=int, default=1,
                        help="encodes run at once, at least 1 (default 1)")
+    serve.add_argument("--key-token", default=None, metavar="TOKEN",
+                       help="also serve POST /keys/TITLE (ClearKey licences of --encrypt titles) to "
+                            "requests with 'Authorization: Bearer TOKEN', at least 16 characters; "
+                            "or set ABR_KEY_TOKEN (default: no key server)")
     serve.set_defaults(handler=_serve)
 
 
@@ -127,6 +142,7 @@ def _encode(args: argparse.Namespace) -> int:
         segment_s=args.segment_s, codec=args.codec, quality=args.quality, force=args.force,
         progress=args.progress, job_id=args.job_id, audio_lang=args.audio_lang,
         subtitles=tuple(args.subtitles), surround=not args.no_surround, deinterlace=args.deinterlace,
+        encrypt=args.encrypt, key=args.key, kid=args.kid, license_url=args.license_url,
     )
     doc = encode(config)
     for note in doc.get("notes", []):
@@ -169,6 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         host=args.host, port=args.port, inputs=args.inputs, media=args.media,
         state=args.state or args.media / ".jobs", concurrency=args.concurrency,
+        key_token=args.key_token or os.environ.get("ABR_KEY_TOKEN") or None,
     )
     run(config)
     return 0

@@ -8,10 +8,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from encoder.encrypt import drop_other_keys, make_key, store_key
 from encoder.errors import EncoderError, LadderError, PublishError
 from encoder.ffmpeg import ffmpeg_encoders, ffmpeg_exe, ffmpeg_filters, run_ffmpeg
 from encoder.ladder import fit_ladder, load_ladder
-from encoder.package import package
+from encoder.package import new_version, package
 from encoder.plan import EncodePlan, build_args, output_fps, parse_codecs
 from encoder.probe import SourceInfo, probe
 from encoder.progress import Progress
@@ -61,6 +62,14 @@ class EncodeConfig:
     """Keep a 5.1 rendition of 5.1 (or more) sources besides the stereo one."""
     deinterlace: str = "auto"
     """auto (field order + idet), on, off."""
+    encrypt: str | None = None
+    """`clearkey`: CENC-encrypt every sample (W3C ClearKey); None: clear."""
+    key: str | None = None
+    """The content key (32 hex digits); default: made."""
+    kid: str | None = None
+    """The key id (32 hex digits); default: made."""
+    license_url: str | None = None
+    """The licence server URL written into the manifests (the seam for Widevine/FairPlay)."""
 
 
 def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
@@ -76,6 +85,17 @@ def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
                            "(the imageio-ffmpeg build has it: set ABR_FFMPEG to it)")
     if config.deinterlace not in ("auto", "on", "off"):
         raise EncoderError(f"--deinterlace {config.deinterlace!r} is not auto, on or off")
+    encryption = None
+    if config.encrypt is not None:
+        if config.encrypt != "clearkey":
+            raise EncoderError(f"--encrypt {config.encrypt!r} is not known; only clearkey (CENC "
+                               "with the W3C ClearKey system) is: Widevine, PlayReady and FairPlay "
+                               "need a licence server of theirs (--license-url)")
+        if config.quality:
+            raise EncoderError("--quality cannot score encrypted renditions; encode without --encrypt")
+        encryption = make_key(config.key, config.kid)
+    elif config.key or config.kid or config.license_url:
+        raise EncoderError("--key, --kid and --license-url need --encrypt clearkey")
     langs = parse_audio_langs(config.audio_lang)
     sides = tuple(parse_side_subtitle(arg) for arg in config.subtitles)
     for side in sides:
@@ -122,7 +142,7 @@ def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
     if any(r.fps_divisor > 1 for r in renditions):
         low = max(r.height for r in renditions if r.fps_divisor > 1)
         notes.append(f"rungs up to {low}p run at half rate ({float(fps) / 2:g} fps)")
-    plan = replace(plan, notes=tuple(notes))
+    plan = replace(plan, notes=tuple(notes), encryption=encryption, license_url=config.license_url)
     return plan, replace(info, interlace=interlace)
 
 
@@ -144,7 +164,11 @@ def encode(config: EncodeConfig, cancel: threading.Event | None = None) -> dict[
             f"title {config.title!r} already exists in {media} (use --force to replace it)"
         )
     staged = staging_dir(media, config.title)
+    version = new_version()
+    key_file = None
     try:
+        if plan.encryption is not None:  # beside the media, never in the title folder
+            key_file = store_key(media, config.title, version, plan.encryption)
         for i in range(len(plan.video_outputs()) + len(plan.audio_outputs())):
             (staged / f"r{i}").mkdir()
         subtitle_files = tuple(staged / f"sub{k}.vtt" for k in range(len(plan.subtitles)))
@@ -154,7 +178,7 @@ def encode(config: EncodeConfig, cancel: threading.Event | None = None) -> dict[
             run_ffmpeg(args, what=f"encoding {config.source}", on_progress=bar.update, cancel=cancel)
         finally:
             bar.close()
-        doc = package(staged, plan, info, config.title, subtitle_files=subtitle_files)
+        doc = package(staged, plan, info, config.title, version, subtitle_files=subtitle_files)
         if config.quality:
             from encoder.quality import measure_quality
 
@@ -168,9 +192,10 @@ def encode(config: EncodeConfig, cancel: threading.Event | None = None) -> dict[
         verify_title(staged, doc)
         publish(staged, media, config.title, force=config.force)
     except OSError as exc:
-        discard(staged)
+        discard(staged, key_file)
         raise EncoderError(f"encoding {config.source} failed: {exc.strerror or exc}") from exc
     except BaseException:
-        discard(staged)
+        discard(staged, key_file)
         raise
+    drop_other_keys(media, config.title, version)
     return doc

@@ -22,8 +22,9 @@ CICP = {"primaries": "urn:mpeg:mpegB:cicp:ColourPrimaries",
         "matrix": "urn:mpeg:mpegB:cicp:MatrixCoefficients"}
 
 
-def media_playlist(segments: list[Any], rid: str) -> str:
-    """An HLS VOD media playlist over fMP4 segments (RFC 8216; version 7 for EXT-X-MAP)."""
+def media_playlist(segments: list[Any], rid: str, key_line: str | None = None) -> str:
+    """An HLS VOD media playlist over fMP4 segments (RFC 8216; version 7 for EXT-X-MAP);
+    `key_line` (an EXT-X-KEY) when the segments are encrypted."""
     target = max(1, max(round(s.duration_s) for s in segments))
     lines = [
         "#EXTM3U",
@@ -32,6 +33,7 @@ def media_playlist(segments: list[Any], rid: str) -> str:
         "#EXT-X-MEDIA-SEQUENCE:1",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-INDEPENDENT-SEGMENTS",
+        *([key_line] if key_line else []),
         '#EXT-X-MAP:URI="init.mp4"',
     ]
     for s in segments:
@@ -51,13 +53,15 @@ def _yes(flag: bool) -> str:
 
 
 def master_playlist(video: list[dict[str, Any]], audio: list[dict[str, Any]] | dict[str, Any] | None,
-                    subtitles: list[dict[str, Any]] | None = None) -> str:
-    """The HLS master playlist."""
+                    subtitles: list[dict[str, Any]] | None = None, session_key: str | None = None) -> str:
+    """The HLS master playlist (`session_key`: an EXT-X-SESSION-KEY line, RFC 8216 §4.3.4.5)."""
     if isinstance(audio, dict):
         audio = [audio]
     audio = audio or []
     subtitles = subtitles or []
     lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if session_key:
+        lines.append(session_key)
     for a in audio:
         attrs = [f"TYPE=AUDIO,GROUP-ID={_quoted(AUDIO_GROUP)},NAME={_quoted(a.get('name', 'audio'))}",
                  f"LANGUAGE={_quoted(a.get('language', 'und'))}",
@@ -101,13 +105,38 @@ def _q(tag: str) -> str:
     return f"{{{MPD_NS}}}{tag}"
 
 
+CENC_NS = "urn:mpeg:cenc:2013"
+DASHIF_NS = "https://dashif.org/CPS"
+ET.register_namespace("cenc", CENC_NS)
+ET.register_namespace("dashif", DASHIF_NS)
+
+
+def protection(kid_uuid: str, pssh_b64: str, license_url: str | None) -> list[ET.Element]:
+    """ContentProtection of a CENC AdaptationSet: the scheme with its default KID, and the
+    DASH-IF ClearKey system (`e2719d58-...`, DASH-IF IOP v4.3 §7.6.2.6) with the licence URL.
+
+    Its init data is the default KID as EME `keyids` JSON; the W3C common-PSSH system
+    (`1077efec-...`) with a `cenc:pssh` is not listed, because dash.js 5 then sends that PSSH
+    as `keyids` init data, which Chromium refuses (TypeError "Non ASCII"). `pssh_b64` is kept
+    for HLS and for players that want it in the init segment."""
+    mp4 = ET.Element(_q("ContentProtection"), schemeIdUri="urn:mpeg:dash:mp4protection:2011",
+                     value="cenc")
+    mp4.set(f"{{{CENC_NS}}}default_KID", kid_uuid)
+    ck = ET.Element(_q("ContentProtection"), schemeIdUri="urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e",
+                    value="ClearKey1.0")
+    if license_url:
+        ET.SubElement(ck, f"{{{DASHIF_NS}}}Laurl", licenseType="EME-1.0").text = license_url
+    return [mp4, ck]
+
+
 def describe_set(aset: ET.Element, *, lang: str | None = None, label: str | None = None,
-                 role: str | None = None, color: tuple[int, int, int] | None = None) -> None:
+                 role: str | None = None, color: tuple[int, int, int] | None = None,
+                 protect: list[ET.Element] | None = None) -> None:
     """Add lang, Label, Role and CICP colour properties to an AdaptationSet, each where the
     schema puts it (ISO/IEC 23009-1 §5.3.3.2: properties, Label ... Role, then Representation)."""
     if lang is not None:
         aset.set("lang", lang)
-    first: list[ET.Element] = []
+    first: list[ET.Element] = list(protect or [])
     if color is not None and color != (2, 2, 2):
         for (_, scheme), value in zip(CICP.items(), color, strict=True):
             first.append(ET.Element(_q("SupplementalProperty"), schemeIdUri=scheme, value=str(value)))

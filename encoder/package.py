@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from encoder import webvtt
+from encoder.encrypt import add_pssh, hls_key_line, pssh
 from encoder.errors import EncoderError
 from encoder.manifests import (
     AUDIO_GROUP,
@@ -33,6 +34,7 @@ from encoder.manifests import (
     describe_set,
     master_playlist,
     media_playlist,
+    protection,
     text_set,
 )
 from encoder.plan import AUDIO_SAMPLE_RATE, EncodePlan
@@ -117,14 +119,16 @@ def package(workdir: Path, plan: EncodePlan, info: SourceInfo, title: str,
         for rep in reps:
             renditions.append(_rendition(workdir, version, plan, rep))
         first = int(renditions[-1]["_index"]) if reps else -1
+        protect = _protection(plan)
         if 0 <= first < len(outputs):
             o = outputs[first]
-            describe_set(aset, color=o.format.color if o.format.bit_depth > 8 or o.format.tonemap else None)
+            describe_set(aset, color=o.format.color if o.format.bit_depth > 8 or o.format.tonemap else None,
+                         protect=protect)
         elif first >= len(outputs):
             a = audio_out[first - len(outputs)]
             main = a.source_index == _default_source(audio_out)
             role = "description" if a.description else "main" if main else "alternate"
-            describe_set(aset, lang=a.language, label=a.name, role=role)
+            describe_set(aset, lang=a.language, label=a.name, role=role, protect=protect)
     for r in renditions:
         del r["_index"]
     video = sorted((r for r in renditions if r["kind"] == "video"),
@@ -142,7 +146,8 @@ def package(workdir: Path, plan: EncodePlan, info: SourceInfo, title: str,
                  MEDIA_TEMPLATE.format(version=version))
     ET.indent(tree, space="\t")
     tree.write(mpd_path, xml_declaration=True, encoding="utf-8")
-    (workdir / "master.m3u8").write_text(master_playlist(video, audio, subs))
+    session = hls_key_line(plan.encryption, "EXT-X-SESSION-KEY") if plan.encryption else None
+    (workdir / "master.m3u8").write_text(master_playlist(video, audio, subs, session))
     duration = float(max(sum(s["duration_s"] for s in r["segments"]) for r in video + audio))
     doc = {
         "format": 1,
@@ -158,7 +163,19 @@ def package(workdir: Path, plan: EncodePlan, info: SourceInfo, title: str,
         "renditions": video + audio + subs,
         "notes": list(plan.notes),
     }
+    if plan.encryption is not None:  # the key itself is kept in MEDIA/.keys/, never here
+        doc["encryption"] = {"scheme": "cenc", "system": "org.w3.clearkey",
+                             "kid": plan.encryption.kid_uuid, "license_url": plan.license_url}
     return doc
+
+
+def _protection(plan: EncodePlan) -> list[ET.Element] | None:
+    if plan.encryption is None:
+        return None
+    import base64
+
+    return protection(plan.encryption.kid_uuid, base64.b64encode(pssh(plan.encryption.kid)).decode(),
+                      plan.license_url)
 
 
 def _default_source(audio: tuple[Any, ...]) -> int:
@@ -176,6 +193,9 @@ def _rendition(workdir: Path, version: str, plan: EncodePlan, rep: ET.Element) -
     rid = audio_out[index - len(outputs)].id if is_audio else outputs[index].id
     os.rename(workdir / f"r{index}", workdir / version / rid)
     base = f"{version}/{rid}"
+    if plan.encryption is not None:
+        init = workdir / base / "init.mp4"
+        init.write_bytes(add_pssh(init.read_bytes(), pssh(plan.encryption.kid)))
     template = rep.find("d:SegmentTemplate", _NS)
     if template is None:
         raise EncoderError("ffmpeg wrote an MPD without a SegmentTemplate")
@@ -224,7 +244,8 @@ def _rendition(workdir: Path, version: str, plan: EncodePlan, rep: ET.Element) -
             maxrate_bps=r.maxrate_bps,
         )
     entry.update(measured)
-    (workdir / base / "index.m3u8").write_text(media_playlist(segments, rid))
+    key_line = hls_key_line(plan.encryption) if plan.encryption else None
+    (workdir / base / "index.m3u8").write_text(media_playlist(segments, rid, key_line))
     return entry
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import ffmpeg
 
+from encoder.encrypt import ClearKey, ffmpeg_options
 from encoder.errors import LadderError
 from encoder.ladder import Rendition
 from encoder.tracks import STEREO_BITRATE_BPS, AudioRendition, SubtitleRendition
@@ -111,6 +112,10 @@ class EncodePlan:
     """The source's CICP primaries, transfer and matrix."""
     notes: tuple[str, ...] = field(default=())
     """What the encode changes or leaves out, said to the user and kept in title.json."""
+    encryption: ClearKey | None = None
+    """CENC-encrypt every video and audio sample with this key."""
+    license_url: str | None = None
+    """The licence server players ask for the key (written into the manifests)."""
 
     @property
     def gop_frames(self) -> int:
@@ -279,7 +284,8 @@ def build_args(plan: EncodePlan, manifest_path: str, subtitle_paths: tuple[str, 
             # The dash muxer writes WebM for VP9 (and AV1 in older builds) unless told;
             # every codec must be CMAF fMP4 (ISO/IEC 23000-19) for HLS and the origin.
             "dash_segment_type": "mp4",
-            "format_options": "movflags=+cmaf",
+            "format_options": "movflags=+cmaf" + (
+                f":{ffmpeg_options(plan.encryption)}" if plan.encryption else ""),
         }
     )
     outs = [ffmpeg.output(*streams, manifest_path, **opts)]

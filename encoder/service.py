@@ -8,6 +8,7 @@
     GET    /jobs/{id}   -> {"id", "state", "progress", "error", "restarts", ...}
     DELETE /jobs/{id}   -> cancels a queued or running job; removes a finished one (204)
     GET    /healthz
+    POST   /keys/{title} a ClearKey licence for an encrypted title (with --key-token; keyserver.py)
 
 Times are ISO 8601 UTC ("2026-01-02T03:04:05Z", like title.json). One JSON line per request
 is logged on stderr (ts, method, path, status, duration_ms), like the edge.
@@ -71,6 +72,8 @@ class ServiceConfig:
     """Where jobs are persisted."""
     concurrency: int = 1
     """How many encodes run at once."""
+    key_token: str | None = None
+    """Serve `POST /keys/{title}` (ClearKey licences) to this bearer token; None: no key server."""
 
 
 class JobError(EncoderError):
@@ -439,6 +442,10 @@ def make_app(config: ServiceConfig) -> web.Application:
             web.get("/healthz", service.healthz),
         ]
     )
+    if config.key_token is not None:
+        from encoder.keyserver import add_routes
+
+        add_routes(app, config.media, config.key_token)
     app.on_startup.append(service.start)
     app.on_shutdown.append(service.stop)
     return app
