@@ -181,3 +181,18 @@ def test_chromium_plays_through_eme_clearkey(encrypted, key_server, player):
             assert state["errors"] == [] and state["t"] > 2.5 and state["keys"], state
         finally:
             browser.close()
+
+
+def test_a_failed_encode_leaves_neither_title_nor_key(tmp_path):
+    import threading
+
+    from encoder.errors import Cancelled
+
+    src = make_tracks_source(tmp_path / "src.mp4", seconds=3, subtitles=None)
+    stop = threading.Event()
+    stop.set()  # ffmpeg is stopped as soon as it starts, after the key was stored
+    with pytest.raises(Cancelled):
+        encode(EncodeConfig(source=src, title="gone", media_dir=tmp_path / "m", progress="none",
+                            encrypt="clearkey"), cancel=stop)
+    assert not (tmp_path / "m" / "gone").exists()
+    assert list((tmp_path / "m" / ".keys").rglob("*.json")) == []
