@@ -1,11 +1,15 @@
 """Benchmark: `abr encode` against the equivalent hand-written single ffmpeg command.
 
-A 1080p sample (default 30 s) is encoded by both, in turn, in one run; each run is
+The source (default 30 s, 1080p) carries what real ones do: an English and a French
+stereo track, a 5.1 English track and English subtitles (mov_text); `--plain` uses the
+old sample (one stereo tone, no subtitles) instead. Both commands read the source once
+and decode every track once (ffmpeg feeds the one 5.1 decoder to both its 5.1 and its
+stereo encoder). It is encoded by both, in turn, in one run; each run is
 measured in a fresh child process (CPU-seconds of everything it started, wall time, peak
 resident memory of its largest process). Prints the realtime factor of each and the
 ratios. Goal: CPU-seconds ratio <= 1.05 (our packaging and checks cost ~nothing).
 
-    .venv/bin/python bench/encode.py [--duration 30] [--size 1920x1080] [--repeat 1] [--quality]
+    .venv/bin/python bench/encode.py [--duration 30] [--size 1920x1080] [--repeat 1] [--quality] [--plain]
 """
 
 from __future__ import annotations
@@ -43,30 +47,74 @@ def measure(cmd: list[str]) -> dict[str, float]:
     return result
 
 
-def hand_written(src: Path, out: Path, height: int) -> list[str]:
-    """The single ffmpeg command a video engineer would write for the default 16:9 ladder."""
+SRT_CUES = 12
+SURROUND = ("aevalsrc=0.3*sin(220*2*PI*t)|0.3*sin(330*2*PI*t)|0.3*sin(440*2*PI*t)|0.1*sin(50*2*PI*t)"
+            "|0.3*sin(550*2*PI*t)|0.3*sin(770*2*PI*t):s=48000:c=5.1")
+
+
+def make_tracks_source(out: Path, duration: float, size: tuple[int, int]) -> None:
+    """testsrc2 (H.264) + English 440 Hz and French 660 Hz stereo AAC + English 5.1 AAC +
+    English mov_text subtitles (a cue every duration/SRT_CUES seconds)."""
+    srt = out.with_suffix(".srt")
+    step = duration / SRT_CUES
+    cues = []
+    for i in range(SRT_CUES):
+        a, b = i * step, i * step + step * 0.8
+        cues.append(f"{i + 1}\n{_srt_time(a)} --> {_srt_time(b)}\nCue number {i + 1}\n")
+    srt.write_text("\n".join(cues))
+    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size[0]}x{size[1]}:rate=30",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+           "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=48000",
+           "-f", "lavfi", "-i", SURROUND, "-i", str(srt), "-t", str(duration),
+           "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:a", "-map", "4:s",
+           "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-ac:a:0", "2", "-ac:a:1", "2", "-c:s", "mov_text",
+           "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fre",
+           "-metadata:s:a:2", "language=eng", "-metadata:s:s:0", "language=eng",
+           "-disposition:a:0", "default", "-disposition:a:1", "0", "-disposition:a:2", "0", str(out)]
+    subprocess.run(cmd, check=True)
+
+
+def _srt_time(t: float) -> str:
+    ms = round(t * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def hand_written(src: Path, out: Path, height: int, tracks: bool = False) -> list[str]:
+    """The single ffmpeg command a video engineer would write for the default 16:9 ladder
+    (with `tracks`: the three audio tracks as AAC stereo, the 5.1 one also as AAC 5.1, and the
+    subtitles as one WebVTT file)."""
     ladder = [(426, 240, 300), (640, 360, 600), (854, 480, 1200), (1280, 720, 2800), (1920, 1080, 5000)]
     ladder = [rung for rung in ladder if rung[1] <= height]
     n = len(ladder)
-    for i in range(n + 1):
+    audio = [(0, 2, 128), (1, 2, 128), (2, 2, 128), (2, 6, 384)] if tracks else [(0, 2, 128)]
+    for i in range(n + len(audio)):
         (out / f"r{i}").mkdir(parents=True, exist_ok=True)
     graph = f"[0:v:0]fps=fps=30,split={n}" + "".join(f"[s{i}]" for i in range(n)) + ";" + ";".join(
         f"[s{i}]scale={w}:{h}[v{i}]" for i, (w, h, _) in enumerate(ladder))
     cmd = [ffmpeg_exe(), "-y", "-loglevel", "warning", "-i", str(src), "-filter_complex", graph]
     for i in range(n):
         cmd += ["-map", f"[v{i}]"]
-    cmd += ["-map", "0:a:0", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
+    for index, _, _ in audio:
+        cmd += ["-map", f"0:a:{index}"]
+    cmd += ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
             "-pix_fmt", "yuv420p", "-g", "120", "-keyint_min", "120", "-sc_threshold", "0",
             "-force_key_frames", "expr:gte(t,n_forced*4)"]
     for i, (_, _, kbps) in enumerate(ladder):
         cmd += [f"-b:v:{i}", f"{kbps}k", f"-maxrate:v:{i}", f"{kbps * 11 // 10}k",
                 f"-bufsize:v:{i}", f"{kbps * 22 // 10}k"]
-    cmd += ["-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000",
+    cmd += ["-c:a", "aac", "-ar", "48000"]
+    for j, (_, channels, kbps) in enumerate(audio):
+        cmd += [f"-b:a:{j}", f"{kbps}k", f"-ac:a:{j}", str(channels)]
+    sets = "id=0,streams=v " + " ".join(f"id={j + 1},streams={n + j}" for j in range(len(audio)))
+    cmd += [
             "-f", "dash", "-seg_duration", "4", "-use_template", "1", "-use_timeline", "1",
             "-init_seg_name", "r$RepresentationID$/init.mp4",
             "-media_seg_name", "r$RepresentationID$/seg-$Number%05d$.m4s",
-            "-adaptation_sets", "id=0,streams=v id=1,streams=a", "-format_options", "movflags=+cmaf",
+            "-adaptation_sets", sets, "-dash_segment_type", "mp4", "-format_options", "movflags=+cmaf",
             str(out / "manifest.mpd")]
+    if tracks:
+        cmd += ["-map", "0:s:0", "-c:s", "webvtt", "-f", "webvtt", str(out / "sub.vtt")]
     return cmd
 
 
@@ -76,13 +124,19 @@ def main() -> int:
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--repeat", type=int, default=1, help="alternate runs of each (default 1)")
     ap.add_argument("--quality", action="store_true", help="also time `abr encode --quality`")
+    ap.add_argument("--plain", action="store_true",
+                    help="the old sample: one stereo track, no subtitles (default: 2 languages, 5.1, subtitles)")
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="abr-bench-encode-"))
     try:
         src = work / "sample.mp4"
-        print(f"making a {args.duration:g}-s {args.size} sample ...", file=sys.stderr)
-        make_sample(src, args.duration, (w, h), 30, True, progress="none")
+        kind = "plain" if args.plain else "2 languages + 5.1 + subtitles"
+        print(f"making a {args.duration:g}-s {args.size} sample ({kind}) ...", file=sys.stderr)
+        if args.plain:
+            make_sample(src, args.duration, (w, h), 30, True, progress="none")
+        else:
+            make_tracks_source(src, args.duration, (w, h))
         abr = [sys.executable, "-m", "abrstack", "encode", str(src), "--media", str(work / "media"),
                "--progress", "none", "--force"]
         runs: dict[str, list[dict[str, float]]] = {"ffmpeg (hand-written)": [], "abr encode": []}
@@ -90,13 +144,13 @@ def main() -> int:
             runs["abr encode --quality"] = []
         for i in range(args.repeat):
             print(f"run {i + 1}/{args.repeat}: ffmpeg ...", file=sys.stderr)
-            runs["ffmpeg (hand-written)"].append(measure(hand_written(src, work / f"raw{i}", h)))
+            runs["ffmpeg (hand-written)"].append(measure(hand_written(src, work / f"raw{i}", h, not args.plain)))
             print(f"run {i + 1}/{args.repeat}: abr encode ...", file=sys.stderr)
             runs["abr encode"].append(measure([*abr, "--title", "bench"]))
             if args.quality:
                 print(f"run {i + 1}/{args.repeat}: abr encode --quality ...", file=sys.stderr)
                 runs["abr encode --quality"].append(measure([*abr, "--title", "benchq", "--quality"]))
-        print(f"\nencode of a {args.duration:g}-s {args.size} sample, default ladder, "
+        print(f"\nencode of a {args.duration:g}-s {args.size} sample ({kind}), default ladder, "
               f"h264 veryfast, {args.repeat} run(s) each, alternating (least-disturbed run: the minimum)")
         print(f"{'':24} {'CPU-s':>8} {'wall s':>8} {'peak MiB':>9} {'realtime x':>10}")
         med = {}

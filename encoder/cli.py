@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -45,7 +46,30 @@ def register(subparsers: Any) -> None:
                         "ladder JSON file (default: default)")
     e.add_argument("--segment-s", type=float, default=4.0, metavar="S",
                    help="target segment duration in seconds, 1 to 30 (default 4)")
-    e.add_argument("--codec", default="h264", help="video codec: h264, vp9 or av1 (default h264)")
+    e.add_argument("--codec", default="h264",
+                   help="video codec: h264, hevc, vp9 or av1, or several, comma-separated "
+                        "(h264,hevc,av1: one ladder each in one master playlist and MPD; default h264)")
+    e.add_argument("--audio-lang", default=None, metavar="LANG[,LANG...]",
+                   help="languages of the source's audio tracks in order (ISO 639: en, fr, deu, pt-BR; "
+                        "'-' keeps a track's own tag, as in --audio-lang=-,fr; default: the source's tags, else und)")
+    e.add_argument("--subtitles", action="append", default=[], metavar="FILE[:LANG]",
+                   help="add a subtitle file (SRT, WebVTT, ASS/SSA) as a WebVTT rendition; repeatable "
+                        "(default: only the source's text subtitle tracks)")
+    e.add_argument("--no-surround", action="store_true",
+                   help="stereo only (default: a 5.1 source also gets a 5.1 AAC rendition)")
+    e.add_argument("--deinterlace", choices=("auto", "on", "off"), default="auto",
+                   help="auto: when the stream is flagged interlaced and idet confirms it; "
+                        "bwdif, one frame per field (default auto)")
+    e.add_argument("--encrypt", choices=("clearkey",), default=None,
+                   help="CENC-encrypt every video and audio sample (W3C ClearKey; the key is kept in "
+                        "MEDIA/.keys/, served by `abr encoder serve --key-token`; default: clear)")
+    e.add_argument("--key", default=None, metavar="HEX",
+                   help="with --encrypt: the AES-128 content key, 32 hex digits (default: made)")
+    e.add_argument("--kid", default=None, metavar="HEX",
+                   help="with --encrypt: the key id, 32 hex digits (default: made)")
+    e.add_argument("--license-url", default=None, metavar="URL",
+                   help="with --encrypt: the licence server URL written into the manifests, e.g. "
+                        "http://127.0.0.1:8070/keys/TITLE (default: none; players are told it)")
     e.add_argument("--quality", action="store_true",
                    help="measure VMAF, PSNR (dB) and SSIM per rung (needs ffmpeg with libvmaf; "
                         "default off)")
@@ -83,6 +107,10 @@ def register(subparsers: Any) -> None:
                        help="job state folder (default MEDIA/.jobs)")
     serve.add_argument("--concurrency", type=int, default=1,
                        help="encodes run at once, at least 1 (default 1)")
+    serve.add_argument("--key-token", default=None, metavar="TOKEN",
+                       help="also serve POST /keys/TITLE (ClearKey licences of --encrypt titles) to "
+                            "requests with 'Authorization: Bearer TOKEN', at least 16 characters; "
+                            "or set ABR_KEY_TOKEN (default: no key server)")
     serve.set_defaults(handler=_serve)
 
 
@@ -112,9 +140,13 @@ def _encode(args: argparse.Namespace) -> int:
     config = EncodeConfig(
         source=args.source, title=args.title, media_dir=args.media, ladder=args.ladder,
         segment_s=args.segment_s, codec=args.codec, quality=args.quality, force=args.force,
-        progress=args.progress, job_id=args.job_id,
+        progress=args.progress, job_id=args.job_id, audio_lang=args.audio_lang,
+        subtitles=tuple(args.subtitles), surround=not args.no_surround, deinterlace=args.deinterlace,
+        encrypt=args.encrypt, key=args.key, kid=args.kid, license_url=args.license_url,
     )
     doc = encode(config)
+    for note in doc.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -130,11 +162,16 @@ def summary(doc: dict[str, Any], folder: Path) -> str:
         f"  {'rendition':<10} {'size':>10} {'target':>9} {'average':>9} {'peak':>9} {'segments':>8}  quality",
     ]
     for r in doc["renditions"]:
-        size = f"{r['width']}x{r['height']}" if r["kind"] == "video" else "audio"
+        if r["kind"] == "video":
+            size = f"{r['width']}x{r['height']}"
+        elif r["kind"] == "audio":
+            size = f"{r.get('language', 'und')} {r['channels']}ch"
+        else:
+            size = f"{r['language']} vtt"
         q = r.get("quality")
         qtext = f"VMAF {q['vmaf']:.1f}, PSNR {q['psnr_db']:.1f} dB, SSIM {q['ssim']:.3f}" if q else ""
         lines.append(
-            f"  {r['id']:<10} {size:>10} {r['target_bitrate_bps'] / 1000:>7.0f}k "
+            f"  {r['id']:<10} {size:>10} {r.get('target_bitrate_bps', 0) / 1000:>7.0f}k "
             f"{r['average_bitrate_bps'] / 1000:>7.0f}k {r['peak_bitrate_bps'] / 1000:>7.0f}k "
             f"{len(r['segments']):>8}  {qtext}"
         )
@@ -148,6 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         host=args.host, port=args.port, inputs=args.inputs, media=args.media,
         state=args.state or args.media / ".jobs", concurrency=args.concurrency,
+        key_token=args.key_token or os.environ.get("ABR_KEY_TOKEN") or None,
     )
     run(config)
     return 0

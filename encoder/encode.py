@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from encoder.encrypt import drop_other_keys, make_key, store_key
 from encoder.errors import EncoderError, LadderError, PublishError
 from encoder.ffmpeg import ffmpeg_encoders, ffmpeg_exe, ffmpeg_filters, run_ffmpeg
 from encoder.ladder import fit_ladder, load_ladder
-from encoder.package import package
-from encoder.plan import EncodePlan, build_args, check_codec, output_fps
-from encoder.probe import probe
+from encoder.package import new_version, package
+from encoder.plan import EncodePlan, build_args, output_fps, parse_codecs
+from encoder.probe import SourceInfo, probe
 from encoder.progress import Progress
 from encoder.publish import check_title_name, discard, publish, staging_dir
+from encoder.tracks import (
+    check_subtitle_file,
+    parse_audio_langs,
+    parse_side_subtitle,
+    plan_audio,
+    plan_subtitles,
+)
 from encoder.verify import verify_title
 
 MIN_SEGMENT_S = 1.0
@@ -37,7 +45,7 @@ class EncodeConfig:
     segment_s: float = 4.0
     """Target segment duration in seconds."""
     codec: str = "h264"
-    """Video codec: h264, vp9 or av1."""
+    """Video codec (h264, hevc, vp9, av1), or several: `h264,hevc,av1` (one ladder each)."""
     quality: bool = False
     """Measure VMAF, PSNR and SSIM of every rung."""
     force: bool = False
@@ -46,6 +54,22 @@ class EncodeConfig:
     """Progress display: auto, bar, plain, json or none."""
     job_id: str | None = None
     """The job service's id for this encode, recorded in title.json as `job_id`."""
+    audio_lang: str | None = None
+    """`--audio-lang en,fr`: languages of the source's audio streams in order (`-` keeps one)."""
+    subtitles: tuple[str, ...] = ()
+    """`--subtitles FILE[:LANG]` side-loaded subtitle files."""
+    surround: bool = True
+    """Keep a 5.1 rendition of 5.1 (or more) sources besides the stereo one."""
+    deinterlace: str = "auto"
+    """auto (field order + idet), on, off."""
+    encrypt: str | None = None
+    """`clearkey`: CENC-encrypt every sample (W3C ClearKey); None: clear."""
+    key: str | None = None
+    """The content key (32 hex digits); default: made."""
+    kid: str | None = None
+    """The key id (32 hex digits); default: made."""
+    license_url: str | None = None
+    """The licence server URL written into the manifests (the seam for Widevine/FairPlay)."""
 
 
 def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
@@ -55,24 +79,80 @@ def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
         raise LadderError(
             f"--segment-s {config.segment_s:g} is out of range ({MIN_SEGMENT_S:g} to {MAX_SEGMENT_S:g} s)"
         )
-    check_codec(config.codec)
-    check_codec(config.codec, ffmpeg_encoders())
+    codecs = parse_codecs(config.codec, ffmpeg_encoders())
     if config.quality and "libvmaf" not in ffmpeg_filters():
         raise EncoderError(f"--quality needs an ffmpeg with libvmaf; {ffmpeg_exe()} has none "
                            "(the imageio-ffmpeg build has it: set ABR_FFMPEG to it)")
+    if config.deinterlace not in ("auto", "on", "off"):
+        raise EncoderError(f"--deinterlace {config.deinterlace!r} is not auto, on or off")
+    encryption = None
+    if config.encrypt is not None:
+        if config.encrypt != "clearkey":
+            raise EncoderError(f"--encrypt {config.encrypt!r} is not known; only clearkey (CENC "
+                               "with the W3C ClearKey system) is: Widevine, PlayReady and FairPlay "
+                               "need a licence server of theirs (--license-url)")
+        if config.quality:
+            raise EncoderError("--quality cannot score encrypted renditions; encode without --encrypt")
+        encryption = make_key(config.key, config.kid)
+    elif config.key or config.kid or config.license_url:
+        raise EncoderError("--key, --kid and --license-url need --encrypt clearkey")
+    langs = parse_audio_langs(config.audio_lang)
+    sides = tuple(parse_side_subtitle(arg) for arg in config.subtitles)
+    for side in sides:
+        check_subtitle_file(side)
     rungs = load_ladder(config.ladder)
     info = probe(config.source)
-    renditions = fit_ladder(rungs, info.width, info.height)
+    notes: list[str] = []
+    interlace = _interlace(info, config.deinterlace)
+    fps = output_fps(info.fps * (2 if interlace["deinterlaced"] else 1))
+    if interlace["deinterlaced"]:
+        notes.append(f"interlaced source ({info.field_order}): deinterlaced with bwdif, one frame "
+                     f"per field ({float(fps):g} fps)")
+    renditions = fit_ladder(rungs, info.width, info.height, float(fps))
+    audio = plan_audio(info, langs, config.surround)
+    subs, sub_notes = plan_subtitles(info, sides)
+    notes += sub_notes
+    notes += [f"stream {s} is not carried (neither video, audio nor subtitles)" for s in info.other_streams]
+    if any(t.channels > 6 for t in info.audio_tracks):
+        notes.append("audio of more than 6 channels is carried as 5.1 and stereo")
     plan = EncodePlan(
         source=info.path,
         renditions=renditions,
-        codec=config.codec,
-        fps=output_fps(info.fps),
+        codec=codecs[0],
+        fps=fps,
         segment_s=config.segment_s,
         audio=info.has_audio,
         duration_s=info.duration_s,
+        codecs=codecs if len(codecs) > 1 else (),
+        audio_renditions=audio,
+        subtitles=subs,
+        side_files=tuple(str(s.path) for s in sides),
+        deinterlace=bool(interlace["deinterlaced"]),
+        bit_depth=info.bit_depth,
+        color=(info.color_primaries, info.color_transfer, info.color_matrix),
     )
-    return plan, info
+    for c in plan.video_codecs:
+        fmt = plan.video_format(c)
+        if fmt.tonemap:
+            notes.append(f"{c}: the HDR source ({'PQ' if info.color_transfer == 16 else 'HLG'}) is "
+                         "tone-mapped to 8-bit SDR BT.709 (use hevc, av1 or vp9 to keep HDR)")
+        elif info.bit_depth > 8 and fmt.bit_depth == 8:
+            notes.append(f"{c}: the {info.bit_depth}-bit source is encoded as 8-bit "
+                         "(use hevc, av1 or vp9 to keep 10-bit)")
+    if any(r.fps_divisor > 1 for r in renditions):
+        low = max(r.height for r in renditions if r.fps_divisor > 1)
+        notes.append(f"rungs up to {low}p run at half rate ({float(fps) / 2:g} fps)")
+    plan = replace(plan, notes=tuple(notes), encryption=encryption, license_url=config.license_url)
+    return plan, replace(info, interlace=interlace)
+
+
+def _interlace(info: SourceInfo, mode: str) -> dict[str, Any]:
+    from encoder.interlace import detect
+
+    if mode == "off":
+        return {"field_order": info.field_order, "interlaced": info.flagged_interlaced, "deinterlaced": False}
+    found = detect(info) if mode == "auto" else {"field_order": info.field_order, "interlaced": True}
+    return {**found, "deinterlaced": bool(found["interlaced"])}
 
 
 def encode(config: EncodeConfig, cancel: threading.Event | None = None) -> dict[str, Any]:
@@ -84,16 +164,21 @@ def encode(config: EncodeConfig, cancel: threading.Event | None = None) -> dict[
             f"title {config.title!r} already exists in {media} (use --force to replace it)"
         )
     staged = staging_dir(media, config.title)
+    version = new_version()
+    key_file = None
     try:
-        for i in range(len(plan.renditions) + (1 if plan.audio else 0)):
+        if plan.encryption is not None:  # beside the media, never in the title folder
+            key_file = store_key(media, config.title, version, plan.encryption)
+        for i in range(len(plan.video_outputs()) + len(plan.audio_outputs())):
             (staged / f"r{i}").mkdir()
-        args = build_args(plan, str(staged / "manifest.mpd"))
+        subtitle_files = tuple(staged / f"sub{k}.vtt" for k in range(len(plan.subtitles)))
+        args = build_args(plan, str(staged / "manifest.mpd"), tuple(map(str, subtitle_files)))
         bar = Progress(f"encode {config.title}", plan.duration_s, config.progress)
         try:
             run_ffmpeg(args, what=f"encoding {config.source}", on_progress=bar.update, cancel=cancel)
         finally:
             bar.close()
-        doc = package(staged, plan, info, config.title)
+        doc = package(staged, plan, info, config.title, version, subtitle_files=subtitle_files)
         if config.quality:
             from encoder.quality import measure_quality
 
@@ -107,9 +192,10 @@ def encode(config: EncodeConfig, cancel: threading.Event | None = None) -> dict[
         verify_title(staged, doc)
         publish(staged, media, config.title, force=config.force)
     except OSError as exc:
-        discard(staged)
+        discard(staged, key_file)
         raise EncoderError(f"encoding {config.source} failed: {exc.strerror or exc}") from exc
     except BaseException:
-        discard(staged)
+        discard(staged, key_file)
         raise
+    drop_other_keys(media, config.title, version)
     return doc

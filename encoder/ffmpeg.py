@@ -146,3 +146,17 @@ def _summarise(what: str, code: int, tail: list[str]) -> str:
     if "No space left" in "\n".join(tail):
         reason = "no space left on the device"
     return f"{what} failed (ffmpeg exit code {code}): {reason or 'no message'}"
+
+
+def ffmpeg_log(args: list[str], *, what: str, timeout_s: float = 120) -> str:
+    """Run a short analysis (e.g. `idet` on a sample) and return ffmpeg's log (info level)."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *args]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                             timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise EncoderError(f"{what} took longer than {timeout_s:g} s") from exc
+    if out.returncode != 0:
+        tail = out.stderr.splitlines()[-40:]
+        raise FfmpegError(_summarise(what, out.returncode, tail), cmd, "\n".join(tail))
+    return out.stderr

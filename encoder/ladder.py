@@ -29,6 +29,9 @@ class Rung:
     """Cap of the capped-VBR rate control; default 1.1x the target."""
     name: str | None = None
     """Rendition id; default "<height>p"."""
+    frame_rate: str | None = None
+    """"full" or "half" the title's rate; default: half at or below HALF_RATE_MAX_HEIGHT
+    when the source runs at more than HALF_RATE_MIN_FPS, else full."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Rendition:
     """Peak rate allowed by the VBV (capped VBR)."""
     bufsize_bits: int
     """VBV buffer size."""
+    fps_divisor: int = 1
+    """1: the title's frame rate; 2: half of it (low rungs of 50/60 fps sources)."""
 
 
 DEFAULT_LADDER: tuple[Rung, ...] = (
@@ -61,6 +66,12 @@ MAXRATE_FACTOR = 1.1
 """Capped VBR: peaks at most 10% above target, so players' bandwidth estimates hold."""
 BUFSIZE_SECONDS = 2.0
 """VBV buffer of two seconds at the target rate (Apple's HLS authoring spec: ≤ 2x)."""
+
+HALF_RATE_MAX_HEIGHT = 480
+"""Rungs this tall or shorter of a 50/60 fps source run at half rate (25/30 fps), as
+streaming services' ladders do: at these sizes the bits buy more as sharper frames."""
+HALF_RATE_MIN_FPS = 47.0
+"""Sources faster than this (48, 50, 59.94, 60 fps) count as high frame rate."""
 
 MAX_RUNGS = 12
 """At most this many rungs: every rung is one more encoder in the one ffmpeg process."""
@@ -102,7 +113,8 @@ def parse_ladder(data: Any, *, source: str = "ladder") -> tuple[Rung, ...]:
         where = f"{source}: rung {i + 1}"
         if not isinstance(item, dict):
             raise LadderError(f"{where} is not an object")
-        allowed = {"height", "bitrate_kbps", "bitrate_bps", "maxrate_kbps", "maxrate_bps", "name"}
+        allowed = {"height", "bitrate_kbps", "bitrate_bps", "maxrate_kbps", "maxrate_bps", "name",
+                   "frame_rate"}
         unknown = set(item) - allowed
         if unknown:
             raise LadderError(f"{where} has unknown key(s) {sorted(unknown)}")
@@ -117,9 +129,13 @@ def parse_ladder(data: Any, *, source: str = "ladder") -> tuple[Rung, ...]:
         name = item.get("name")
         if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name)):
             raise LadderError(f"{where}: 'name' must be letters, digits, '-' or '_'")
-        if name == "audio":
-            raise LadderError(f"{where}: 'audio' is reserved for the audio rendition")
-        rungs.append(Rung(height, bitrate, maxrate, name))
+        if name is not None and name.startswith(("audio", "sub-")):
+            raise LadderError(f"{where}: names starting 'audio' or 'sub-' are reserved for "
+                              "audio and subtitle renditions")
+        rate = item.get("frame_rate")
+        if rate is not None and rate not in ("full", "half"):
+            raise LadderError(f"{where}: 'frame_rate' must be \"full\" or \"half\"")
+        rungs.append(Rung(height, bitrate, maxrate, name, rate))
     return tuple(rungs)
 
 
@@ -137,15 +153,17 @@ def _rate(item: dict[str, Any], key: str, where: str, *, required: bool) -> int 
     return int(value)
 
 
-def fit_ladder(rungs: tuple[Rung, ...], width: int, height: int) -> tuple[Rendition, ...]:
-    """Fit `rungs` to a source of `width`x`height` (display pixels); lowest bitrate first."""
+def fit_ladder(rungs: tuple[Rung, ...], width: int, height: int,
+               fps: float = 30.0) -> tuple[Rendition, ...]:
+    """Fit `rungs` to a source of `width`x`height` (display pixels) at `fps` (the output
+    rate); lowest bitrate first."""
     short = min(width, height)
     landscape = width >= height
     chosen = [r for r in rungs if r.height <= short]
     if not chosen:
         # Smaller than every rung: one rendition at the source's own size.
         lowest = min(rungs, key=lambda r: r.bitrate_bps)
-        chosen = [Rung(short, lowest.bitrate_bps, lowest.maxrate_bps, lowest.name)]
+        chosen = [Rung(short, lowest.bitrate_bps, lowest.maxrate_bps, lowest.name, lowest.frame_rate)]
     out: list[Rendition] = []
     seen: set[str] = set()
     for r in sorted(chosen, key=lambda r: (r.bitrate_bps, r.height)):
@@ -159,7 +177,10 @@ def fit_ladder(rungs: tuple[Rung, ...], width: int, height: int) -> tuple[Rendit
             raise LadderError(f"two rungs share the name {rid}")
         seen.add(rid)
         maxrate = r.maxrate_bps or int(r.bitrate_bps * MAXRATE_FACTOR)
-        out.append(Rendition(rid, w, h, r.bitrate_bps, maxrate, int(maxrate * BUFSIZE_SECONDS)))
+        half = r.frame_rate == "half" or (
+            r.frame_rate is None and fps > HALF_RATE_MIN_FPS and r.height <= HALF_RATE_MAX_HEIGHT)
+        out.append(Rendition(rid, w, h, r.bitrate_bps, maxrate, int(maxrate * BUFSIZE_SECONDS),
+                             2 if half else 1))
     return tuple(out)
 
 

@@ -91,6 +91,11 @@ def publish(staged: Path, media: Path, title: str, *, force: bool) -> Path:
     return dest
 
 
-def discard(staged: Path) -> None:
+def discard(staged: Path, *files: Path | None) -> None:
+    """Remove a failed encode's temporary folder (and files it wrote elsewhere, e.g. its key)."""
     with contextlib.suppress(OSError):
         shutil.rmtree(staged)
+    for f in files:
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.unlink()

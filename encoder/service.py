@@ -1,12 +1,14 @@
 """`abr encoder serve`: the encoding job service (aiohttp).
 
-    POST   /jobs        {"source", "title", "ladder"?, "segment_s"?, "codec"?, "quality"?, "force"?}
+    POST   /jobs        {"source", "title", "ladder"?, "segment_s"?, "codec"?, "quality"?, "force"?,
+                         "audio_lang"?}
                         -> 202 {"id", "state": "queued", ...}; 404 no such source, 400 not a
                         video, 409 the title exists (without "force": true)
     GET    /jobs        -> {"jobs": [...]}, oldest first; ?state=done keeps one state
     GET    /jobs/{id}   -> {"id", "state", "progress", "error", "restarts", ...}
     DELETE /jobs/{id}   -> cancels a queued or running job; removes a finished one (204)
     GET    /healthz
+    POST   /keys/{title} a ClearKey licence for an encrypted title (with --key-token; keyserver.py)
 
 Times are ISO 8601 UTC ("2026-01-02T03:04:05Z", like title.json). One JSON line per request
 is logged on stderr (ts, method, path, status, duration_ms), like the edge.
@@ -39,18 +41,19 @@ from aiohttp import web
 
 from encoder.errors import EncoderError
 from encoder.ladder import parse_ladder
-from encoder.plan import CODECS
+from encoder.plan import CODECS, parse_codecs
 from encoder.probe import probe
 from encoder.publish import check_title_name
+from encoder.tracks import parse_audio_langs
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
-JOB_KEYS = {"source", "title", "ladder", "segment_s", "codec", "quality", "force"}
+JOB_KEYS = {"source", "title", "ladder", "segment_s", "codec", "quality", "force", "audio_lang"}
 RESTART_NOTE = "restarted from 0% after the service stopped"
 """An encode is one ffmpeg run: a job interrupted by a stop starts over."""
 # `abr encode` flags in a child's error message -> the job field that sets them.
 CLI_TO_FIELD = {"--force": '"force": true', "--segment-s": "'segment_s'", "--quality": "'quality'",
-                "--ladder": "'ladder'", "--codec": "'codec'"}
+                "--ladder": "'ladder'", "--codec": "'codec'", "--audio-lang": "'audio_lang'"}
 MAX_BODY_BYTES = 64 * 1024
 """A job request is a few hundred bytes; a ladder of MAX_RUNGS rungs well under 2 KiB."""
 
@@ -69,6 +72,8 @@ class ServiceConfig:
     """Where jobs are persisted."""
     concurrency: int = 1
     """How many encodes run at once."""
+    key_token: str | None = None
+    """Serve `POST /keys/{title}` (ClearKey licences) to this bearer token; None: no key server."""
 
 
 class JobError(EncoderError):
@@ -179,9 +184,20 @@ class JobService:
         codec = body.get("codec", "h264")
         if not isinstance(codec, str):
             raise JobError(400, f"'codec' must be a string, one of {', '.join(CODECS)}")
-        if codec not in CODECS:
-            raise JobError(400, f"unknown codec {codec!r} in 'codec'; choose one of {', '.join(CODECS)}")
+        try:
+            parse_codecs(codec)
+        except EncoderError as exc:
+            raise JobError(400, f"{exc} (in 'codec')") from exc
         job["codec"] = codec
+        audio_lang = body.get("audio_lang")
+        if audio_lang is not None:
+            if not isinstance(audio_lang, str):
+                raise JobError(400, "'audio_lang' must be a string such as \"en,fr\"")
+            try:
+                parse_audio_langs(audio_lang)
+            except EncoderError as exc:
+                raise JobError(400, str(exc).replace("--audio-lang", "'audio_lang'")) from exc
+            job["audio_lang"] = audio_lang
         for flag in ("quality", "force"):
             value = body.get(flag, False)
             if not isinstance(value, bool):
@@ -305,6 +321,8 @@ class JobService:
             ladder_file = self.config.state / f"{job['id']}.ladder.json"
             ladder_file.write_text(json.dumps(job["ladder"]))
             cmd += ["--ladder", str(ladder_file.resolve())]
+        if job.get("audio_lang"):
+            cmd.append(f"--audio-lang={job['audio_lang']}")
         if job["quality"]:
             cmd.append("--quality")
         if job["force"]:
@@ -424,6 +442,10 @@ def make_app(config: ServiceConfig) -> web.Application:
             web.get("/healthz", service.healthz),
         ]
     )
+    if config.key_token is not None:
+        from encoder.keyserver import add_routes
+
+        add_routes(app, config.media, config.key_token)
     app.on_startup.append(service.start)
     app.on_shutdown.append(service.stop)
     return app

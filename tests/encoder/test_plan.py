@@ -57,13 +57,13 @@ def test_output_fps_is_exact_and_capped():
 
 
 def test_unknown_codec():
-    with pytest.raises(LadderError, match="unknown codec 'hevc'"):
-        check_codec("hevc")
+    with pytest.raises(LadderError, match="unknown codec 'h266'"):
+        check_codec("h266")
     with pytest.raises(LadderError, match="no libsvtav1 encoder"):
         check_codec("av1", frozenset({"libx264"}))
 
 
-@pytest.mark.parametrize("codec", ["h264", "vp9", "av1"])
+@pytest.mark.parametrize("codec", ["h264", "hevc", "vp9", "av1"])
 def test_every_codec_is_written_as_cmaf_fmp4_not_webm(codec):
     from dataclasses import replace
 

@@ -105,7 +105,7 @@ def _write(path, data):
 @pytest.mark.parametrize(
     "options, words",
     [
-        (("--codec", "hevc"), "unknown codec 'hevc'"),
+        (("--codec", "h266"), "unknown codec 'h266'"),
         (("--segment-s", "0.1"), "out of range"),
         (("--ladder", "nope.json"), "ladder file nope.json does not exist"),
         (("--title", "../escape"), "is not allowed"),
