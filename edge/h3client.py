@@ -121,12 +121,12 @@ class _Connection(QuicDriver):
                 self.stop_timer()
                 if not self.connected.done():
                     self.connected.set_exception(_connect_error(event))
-                for st in self.streams.values():
-                    st.ended = True
-                    st.wake()
+                for ended in self.streams.values():
+                    ended.ended = True
+                    ended.wake()
                 return
             for ev in self.http.handle_event(event):
-                st = self.streams.get(ev.stream_id) if hasattr(ev, "stream_id") else None
+                st = self.streams.get(getattr(ev, "stream_id", -1))
                 if st is None:
                     continue
                 if type(ev) is DataReceived:

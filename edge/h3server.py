@@ -212,21 +212,20 @@ class _Connection(QuicDriver):
         quic, server = self.quic, self.server
         event = quic.next_event()
         while event is not None:
-            kind = type(event)
-            if kind is ProtocolNegotiated:
+            if isinstance(event, ProtocolNegotiated):
                 self.h3 = H3Connection(quic)
-            elif kind is HandshakeCompleted:
+            elif isinstance(event, HandshakeCompleted):
                 server.handshake_over(self)
-            elif kind is ConnectionIdIssued:
+            elif isinstance(event, ConnectionIdIssued):
                 self.cids.add(event.connection_id)
                 server.connections[event.connection_id] = self
-            elif kind is ConnectionIdRetired:
+            elif isinstance(event, ConnectionIdRetired):
                 self.cids.discard(event.connection_id)
                 server.connections.pop(event.connection_id, None)
-            elif kind is ConnectionTerminated:
+            elif isinstance(event, ConnectionTerminated):
                 self.terminated()
                 return
-            elif kind is StreamReset or kind is StopSendingReceived:
+            elif isinstance(event, (StreamReset, StopSendingReceived)):
                 req = self.requests.get(event.stream_id)
                 if req is not None:
                     req.disconnect()
