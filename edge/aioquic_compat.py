@@ -20,9 +20,7 @@ and a release that changed them would break silently. The changes (both ends):
 - HTTP/3 header checks in C (``re``/``bytes``) and remembered per (name, value); the
   stream scope without a generator; DATA payloads that end the data received delivered
   as a slice (the client copied each 1 MB body twice).
-
-Plus one read that the public API lacks: :func:`unacked_bytes` (a stream's send buffer,
-for the server's backpressure).
+Plus a read the public API lacks: :func:`unacked_bytes` (for the server's backpressure).
 """
 
 from __future__ import annotations
@@ -52,6 +50,8 @@ WRITTEN_FOR = "1.7.2"
 _PACING_BURST_S = 0.004
 """Least sending time the pacer lets out in one burst: its 16-packet bursts (21 KB at 1350
 bytes) then a timer that the event loop fires ~1 ms late (epoll) capped h3 near 20 MB/s."""
+_PACING_BURST_BYTES = 256 * 1024
+"""...and at most this much (larger datagrams keep aioquic's 16-packet bursts)."""
 
 _applied = False
 
@@ -69,8 +69,7 @@ def check_version(found: str) -> None:
             f"it) or port edge/aioquic_compat.py to {found}")
 
 
-def applied() -> bool:
-    """Whether :func:`apply` has run in this process."""
+def applied() -> bool:  # whether apply() has run in this process
     return _applied
 
 
@@ -90,13 +89,15 @@ def apply() -> None:
         size = pull_quic_transport_parameters(Buffer(data=data)).max_udp_payload_size
         if size:
             self._max_datagram_size = min(self._max_datagram_size, size)
-
     QuicConnection._parse_transport_parameters = parse_and_clamp  # type: ignore[method-assign]
     rate = QuicPacketPacer.update_rate
 
     def update_rate(self: Any, congestion_window: int, smoothed_rtt: float) -> None:
         rate(self, congestion_window, smoothed_rtt)
-        self.bucket_max = max(self.bucket_max, _PACING_BURST_S)
+        if self.packet_time:  # at most _PACING_BURST_BYTES more per burst
+            per_byte = self.packet_time / self._max_datagram_size
+            self.bucket_max = max(self.bucket_max,
+                                  min(_PACING_BURST_S, _PACING_BURST_BYTES * per_byte))
 
     QuicPacketPacer.update_rate = update_rate  # type: ignore[method-assign]
     _patch_copies()
@@ -156,10 +157,9 @@ _MIN_FRAME_ROOM = 24
 
 
 def _write_application(self: Any, builder: Any, network_path: Any, now: float) -> None:
-    """aioquic 1.7.2's ``QuicConnection._write_application`` (comments cut), changed in
-    three places marked CHANGED: MAX_STREAM_DATA offered in the first packet of a call
-    only (they change when data arrives, not while packets are built); a full packet ends
-    the round of streams; the stream queue rebuilt only when a stream sent or ended."""
+    """aioquic 1.7.2's, comments cut, CHANGED: MAX_STREAM_DATA in a call's first packet
+    only (they change as data arrives, not while packets are built); a full packet ends
+    the round of streams; the stream queue rotated cheaply."""
     crypto_stream = None
     if self._cryptos[tls.Epoch.ONE_RTT].send.is_valid():
         crypto = self._cryptos[tls.Epoch.ONE_RTT]
@@ -273,9 +273,8 @@ def _write_application(self: Any, builder: Any, network_path: Any, now: float) -
 
 
 class _Chunks:
-    """A stream's unacknowledged send data as the ``bytes`` objects written (no copy
-    into one bytearray); frames are copied out of them once. Supports what
-    ``QuicStreamSender`` does with its buffer: ``+=``, ``len``, ``del buf[:n]``."""
+    """A stream's unacknowledged send data as the ``bytes`` written, frames copied out
+    once; what ``QuicStreamSender`` does with its buffer: ``+=``, ``len``, ``del [:n]``."""
 
     __slots__ = ("chunks", "size", "head")
 
@@ -283,16 +282,13 @@ class _Chunks:
         self.chunks: deque[bytes] = deque()
         self.size = 0
         self.head = 0  # bytes of chunks[0] already dropped
-
     def __len__(self) -> int:
         return self.size
-
     def __iadd__(self, data: bytes) -> _Chunks:
         if data:
             self.chunks.append(data if type(data) is bytes else bytes(data))
             self.size += len(data)
         return self
-
     def __delitem__(self, index: slice) -> None:
         n = min(index.stop or 0, self.size)
         self.size -= n
@@ -301,7 +297,6 @@ class _Chunks:
         while chunks and n >= len(chunks[0]):
             n -= len(chunks.popleft())
         self.head = n
-
     def view(self, start: int, stop: int) -> bytes:
         """Bytes ``start:stop`` (from the buffer start), copied once."""
         start += self.head
@@ -323,8 +318,7 @@ class _Chunks:
         return b"".join(parts)
 
 
-def _patch_copies() -> None:
-    """The copies (module docstring); each was copied ~10 times on the way out."""
+def _patch_copies() -> None:  # each payload was copied ~10 times on the way out
     from aioquic._crypto import PACKET_NUMBER_LENGTH_MAX, SAMPLE_LENGTH, HeaderProtection
     from aioquic.h3.connection import FrameType, FrameUnexpected, H3Connection, HeadersState
     from aioquic.quic.packet import QuicStreamFrame
@@ -339,7 +333,6 @@ def _patch_copies() -> None:
         for i in range(pn_length):
             header[pn_offset + i] ^= mask[1 + i]
         return bytes(header) + protected_payload
-
     def remove(self: Any, packet: bytes, pn_offset: int) -> tuple[bytes, int]:
         from aioquic._crypto import CryptoError
 
@@ -355,7 +348,6 @@ def _patch_copies() -> None:
             header[pn_offset + i] ^= mask[1 + i]
             pn_truncated = header[pn_offset + i] | (pn_truncated << 8)
         return bytes(header[:pn_offset + pn_length]), pn_truncated
-
     def get_frame(self: Any, max_size: int, max_offset: int | None = None
                   ) -> QuicStreamFrame | None:
         assert self._reset_error_code is None, "cannot call get_frame() after reset()"
@@ -385,7 +377,6 @@ def _patch_copies() -> None:
             frame.fin = True
             self._pending_eof = False
         return frame
-
     def send_data(self: Any, stream_id: int, data: bytes, end_stream: bool) -> None:
         with self._get_or_create_stream(stream_id) as stream:
             if stream.headers_send_state != HeadersState.AFTER_HEADERS:
@@ -413,7 +404,6 @@ def _patch_copies() -> None:
     def sender_init_chunks(self: Any, *args: Any, **kwargs: Any) -> None:
         sender_init(self, *args, **kwargs)
         self._buffer = _Chunks()
-
     QuicStreamSender.__init__ = sender_init_chunks  # type: ignore[method-assign]
     HeaderProtection.apply = apply  # type: ignore[method-assign]
     HeaderProtection.remove = remove  # type: ignore[method-assign]
@@ -424,9 +414,7 @@ def _patch_copies() -> None:
 _BAD_NAME_BYTE = re.compile(rb"[\x00-\x20A-Z\x7f-\xff]")
 
 
-def _patch_header_checks() -> None:
-    """Header name and value checks in C (aioquic looped over every byte in Python:
-    ~7% of the client's CPU on 100 KB responses); same checks, same errors."""
+def _patch_header_checks() -> None:  # aioquic's byte loops: ~7% of the client's CPU
     import aioquic.h3.connection as h3c
 
     message_error = h3c.MessageError
@@ -439,7 +427,6 @@ def _patch_header_checks() -> None:
             raise message_error(f"Header {key!r} contains invalid characters")
         if colon > 0:
             raise message_error(f"Header {key!r} contains a non-initial colon")
-
     def validate_header_value(key: bytes, value: bytes) -> None:
         if b"\x00" in value or b"\n" in value or b"\r" in value:
             raise message_error(f"Header {key!r} value has forbidden characters")
@@ -448,7 +435,6 @@ def _patch_header_checks() -> None:
                 raise message_error(f"Header {key!r} value starts with whitespace")
             if len(value) > 1 and value[-1] in whitespace:
                 raise message_error(f"Header {key!r} value ends with whitespace")
-
     h3c.validate_header_name = validate_header_name
     h3c.validate_header_value = validate_header_value
 
@@ -559,7 +545,6 @@ def _patch_h3_per_request() -> None:
     def validate_request_headers(headers: Any, stream: Any = None) -> None:
         validate_headers(headers, allow_te=True, allowed_pseudo_headers=request_allowed,
                          required_pseudo_headers=request_required, stream=stream)
-
     def validate_response_headers(headers: Any, stream: Any = None) -> None:
         validate_headers(headers, allowed_pseudo_headers=status_only,
                          required_pseudo_headers=status_only, stream=stream)
