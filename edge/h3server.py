@@ -257,7 +257,7 @@ class _Connection(QuicDriver):
             req = _Request(self, event.stream_id, self._scope(event.headers))
             req.ended = event.stream_ended
             self.requests[event.stream_id] = req
-            self._disarm_keep_alive()
+            self.disarm_keep_alive()
             req.task = self.loop.create_task(req.run(self.server.app))
 
     def _scope(self, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -299,11 +299,11 @@ class _Connection(QuicDriver):
                 self.close()
 
     def _arm_keep_alive(self) -> None:
-        self._disarm_keep_alive()
+        self.disarm_keep_alive()
         self.keep_alive = self.loop.call_later(self.server.settings.keep_alive_s,
                                                self._keep_alive_over)
 
-    def _disarm_keep_alive(self) -> None:
+    def disarm_keep_alive(self) -> None:
         if self.keep_alive is not None:
             self.keep_alive.cancel()
             self.keep_alive = None
@@ -325,7 +325,7 @@ class _Connection(QuicDriver):
         if self.closed:
             return
         self.stop_timer()
-        self._disarm_keep_alive()
+        self.disarm_keep_alive()
         for req in list(self.requests.values()):
             req.disconnect()
         self.server.forget(self)
@@ -459,7 +459,7 @@ class H3Server:
         """Drop a connection's state (ended or given up)."""
         self.handshake_over(conn)
         conn.stop_timer()
-        conn._disarm_keep_alive()  # noqa: SLF001 - our own class
+        conn.disarm_keep_alive()
         for cid in conn.cids:
             if self.connections.get(cid) is conn:
                 del self.connections[cid]
