@@ -3,11 +3,17 @@ nginx ``proxy_cache`` in front of the same origin as the baseline, in the same r
 
     .venv/bin/python bench/edge.py [--duration 6] [--workers 2] [--json out.json]
 
-Installs Debian's nginx, wrk and nghttp2-client (h2load) with apt-get when missing.
-Load tools: wrk (h1), h2load (h2), the edge's aioquic client (h3: nginx 1.22 has no h3,
-so h3 is compared with our own h2). Prints one table and the goal ratios:
-h1 1 MB ≥ 0.7× nginx; h2 ≥ 0.5× nginx h2; h3 ≥ 0.3× our h2; stampede → 1 origin fetch
-with median TTFB ≤ 0.1× nginx's.
+Installs Debian's nginx, wrk, nghttp2-client (h2load), caddy and ngtcp2-client
+(gtlsclient) with apt-get when missing. Load tools: wrk (h1), h2load (h2), the edge's
+aioquic client (h3 at 65000-byte datagrams: nginx 1.22 has no h3, so h3 is compared with
+our own h2). Prints one table and the goal ratios: h1 1 MB ≥ 0.7× nginx; h2 ≥ 0.5× nginx
+h2; h3 ≥ 0.7× our h2; stampede → 1 origin fetch with median TTFB ≤ 0.1× nginx's.
+
+HTTP/3 against real peers (``h3peer``): Debian's caddy (quic-go; ``tls internal``, a static
+``file_server`` of the same files) is the h3 baseline, and ngtcp2's ``gtlsclient`` (C, its
+default datagram size) the load client, one connection with 200 × 1 MB or 1,000 × 20 KB
+requests in flight, against caddy and against a second edge at its default 1350-byte
+datagrams: goal ≥ 0.5× caddy at both sizes.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from abrstack.stack import background  # noqa: E402
 
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv/bin/python").exists() else sys.executable
 SIZES = {"1m": 1 << 20, "100k": 100 * 1024}
+PEER_LOADS = {"1m": 200, "20k": 1000}
+"""h3peer: requests per gtlsclient run (all in flight on one connection), by object size."""
+PEER_SIZES = {"1m": 1 << 20, "20k": 20 * 1024}
 
 
 @dataclass
@@ -60,7 +69,8 @@ class StampedeResult:
 # ------------------------------------------------------------------ setup
 
 def ensure_tools() -> None:
-    need = {"nginx": "nginx", "wrk": "wrk", "h2load": "nghttp2-client"}
+    need = {"nginx": "nginx", "wrk": "wrk", "h2load": "nghttp2-client", "caddy": "caddy",
+            "gtlsclient": "ngtcp2-client"}
     missing = [pkg for exe, pkg in need.items()
                if shutil.which(exe) is None and not Path(f"/usr/sbin/{exe}").exists()]
     if not missing:
@@ -142,6 +152,23 @@ http {{
 """
 
 
+CADDYFILE = """{{
+    admin off
+    skip_install_trust
+    storage file_system {dir}/storage
+    servers {{
+        protocols h1 h2 h3
+    }}
+}}
+https://localhost:{port} {{
+    bind 127.0.0.1
+    tls internal
+    root * {root}
+    file_server
+}}
+"""
+
+
 # ------------------------------------------------------------------ load tools
 
 def run_wrk(url: str, duration_s: int, connections: int) -> tuple[float, float]:
@@ -209,6 +236,56 @@ def h3_load_subprocess(host: str, port: int, path: str, duration_s: int, connect
         rps += float(data["rps"])
         mibps += float(data["mibps"])
     return rps, mibps
+
+
+def run_gtlsclient(port: int, path: str, requests: int, size: int) -> tuple[float, float]:
+    """``requests`` GETs of ``path`` at once on one connection (ngtcp2's gtlsclient, its
+    default datagram size); checks a sample answers 200 first. Returns req/s, MiB/s."""
+    base = ["gtlsclient", "--exit-on-all-streams-close", "--sni=localhost", "127.0.0.1",
+            str(port), f"https://localhost:{port}{path}"]
+    probe = subprocess.run([*base[:1], "--no-quic-dump", "-n", "2", *base[1:]],
+                           capture_output=True, timeout=60)
+    statuses = re.findall(rb":status: (\d+)", probe.stdout + probe.stderr)
+    assert statuses and all(x == b"200" for x in statuses), (port, path, statuses)
+    t0 = time.perf_counter()
+    done = subprocess.run([*base[:1], "-q", "-n", str(requests), *base[1:]],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    elapsed = time.perf_counter() - t0
+    assert done.returncode == 0, (port, path, done.returncode)
+    return requests / elapsed, requests * size / elapsed / 2**20
+
+
+def h3_peers(work: Path, media: Path, origin: str, workers: int) -> list[LoadResult]:
+    """caddy and a 1350-byte-datagram edge, each loaded by gtlsclient (module docstring)."""
+    caddy_dir = work / "caddy"
+    caddy_dir.mkdir()
+    pc, pe, ph = free_port(), free_port(), free_port()
+    (caddy_dir / "Caddyfile").write_text(CADDYFILE.format(dir=caddy_dir, port=pc,
+                                                          root=media.parent))
+    env = {**os.environ, "HOME": str(caddy_dir), "XDG_DATA_HOME": str(caddy_dir / "data"),
+           "XDG_CONFIG_HOME": str(caddy_dir / "config")}
+    out: list[LoadResult] = []
+    with background(["caddy", "run", "--config", str(caddy_dir / "Caddyfile"), "--adapter",
+                     "caddyfile"], env=env, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL), \
+            background([PY, "-m", "abrstack", "edge", "--origin", origin, "--port", str(pe),
+                        "--http-port", str(ph), "--cache-dir", str(work / "edge-1350"),
+                        "--workers", str(workers), "--access-log", "off"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        import httpx
+
+        wait_http(f"http://127.0.0.1:{ph}/healthz")
+        wait_http(f"https://localhost:{pc}/media/bench/small.m4s")  # SNI: caddy wants a name
+        for label in PEER_SIZES:
+            for _ in range(3 * workers):
+                httpx.get(f"http://127.0.0.1:{ph}/media/bench/obj-{label}.m4s")
+        for label, size in PEER_SIZES.items():
+            path = f"/media/bench/obj-{label}.m4s"
+            for server, port in (("caddy", pc), ("edge", pe)):
+                rps, mib = run_gtlsclient(port, path, PEER_LOADS[label], size)
+                out.append(LoadResult(server, "h3-1350", label, rps, mib, "gtlsclient"))
+                print(_fmt(out[-1]), flush=True)
+    return out
 
 
 # ------------------------------------------------------------------ stampede
@@ -343,7 +420,8 @@ def main() -> int:
                     help="edge and h3 client QUIC datagram size (default 65000: loopback's MTU "
                          "is 64 KiB)")
     ap.add_argument("--clients", type=int, default=200, help="stampede clients (default 200)")
-    ap.add_argument("--only", default="", help="comma list of h1,h2,h3,stampede (default all)")
+    ap.add_argument("--only", default="",
+                    help="comma list of h1,h2,h3,h3peer,stampede (default all)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--h3-load", help=argparse.SUPPRESS)
     ap.add_argument("--streams", type=int, default=8, help=argparse.SUPPRESS)
@@ -355,7 +433,7 @@ def main() -> int:
                                          args.connections, args.streams, args.quic_datagram))
         print(json.dumps({"rps": rps, "mibps": mibps}))
         return 0
-    only = set(args.only.split(",")) if args.only else {"h1", "h2", "h3", "stampede"}
+    only = set(args.only.split(",")) if args.only else {"h1", "h2", "h3", "h3peer", "stampede"}
     ensure_tools()
     import httpx
 
@@ -363,7 +441,7 @@ def main() -> int:
     media = work / "media"
     (media / "bench").mkdir(parents=True)
     (media / "bench" / "title.json").write_text('{"format": 1, "title": "bench"}')
-    for label, size in SIZES.items():
+    for label, size in {**SIZES, **PEER_SIZES}.items():
         (media / "bench" / f"obj-{label}.m4s").write_bytes(os.urandom(size))
     (media / "bench" / "small.m4s").write_bytes(os.urandom(1024))
     po, pe, ph, pn1, pn2 = (free_port() for _ in range(5))
@@ -422,6 +500,8 @@ def main() -> int:
                     for server, (h1, _) in servers.items():
                         stamps.append(run_stampede(server, h1, origin, media, args.clients))
                         print(stamps[-1], flush=True)
+        if "h3peer" in only:
+            loads += h3_peers(work, media, origin, args.workers)
     report = summarise(loads, stamps)
     print(report["table"])
     if args.json:
@@ -455,7 +535,10 @@ def summarise(loads: list[LoadResult], stamps: list[StampedeResult]) -> dict[str
         ratio(f"h1 {size} edge/nginx", ("edge", "h1", size), ("nginx", "h1", size),
               0.7 if size == "1m" else 0.0)
         ratio(f"h2 {size} edge/nginx", ("edge", "h2", size), ("nginx", "h2", size), 0.5)
-        ratio(f"h3 {size} edge h3/edge h2", ("edge", "h3", size), ("edge", "h2", size), 0.3)
+        ratio(f"h3 {size} edge h3/edge h2", ("edge", "h3", size), ("edge", "h2", size), 0.7)
+    for size in PEER_SIZES:
+        ratio(f"h3 {size} edge/caddy (gtlsclient)", ("edge", "h3-1350", size),
+              ("caddy", "h3-1350", size), 0.5)
     if stamps:
         lines.append("")
         for s in stamps:

@@ -1,4 +1,4 @@
-"""A small HTTP/3 client on aioquic (for tests, the benchmark and the player).
+"""A small HTTP/3 client on aioquic's sans-I/O API (for tests, the benchmark and the player).
 
     async with H3Client("127.0.0.1", 8443, verify=False) as c:
         r = await c.get("/media/t/360p/seg-00001.m4s")
@@ -7,9 +7,11 @@
         async for chunk in c.stream("/media/big.bin", on_headers=...):   # streaming
             ...
 
-Tuned for loopback throughput: 16/8 MiB flow-control windows, a 4 MiB UDP receive
-buffer (the 208 KB default drops packets, FACTS.md). One QUIC connection carries any
-number of concurrent requests (one stream each).
+One QUIC connection carries any number of concurrent requests (one stream each). The
+I/O is edge/quicio.py's (every waiting datagram read at once; ACKs and flow-control
+updates sent when aioquic's timer says so, not after each datagram, which had made the
+client CPU-bound); 16/8 MiB flow-control windows, 4 MiB socket buffers. Connecting
+applies edge/aioquic_compat.py (which refuses an aioquic it was not written for).
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from aioquic.asyncio.client import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import ConnectionTerminated, QuicEvent
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted
 
-from edge.quic import read_datagrams_directly, recv_batch
+from edge import aioquic_compat
+from edge.quicio import BUFFER_BYTES, Batch, DatagramSocket, QuicDriver
 
 
 @dataclass
@@ -43,6 +45,10 @@ class H3Response:
     body: bytes
     ttfb_s: float = 0.0
     """Seconds from sending the request to the first body byte (or the headers)."""
+
+
+class H3Error(Exception):
+    """The HTTP/3 exchange failed (connection closed, no headers)."""
 
 
 class _Stream:
@@ -64,80 +70,76 @@ class _Stream:
                 w.set_result(None)
 
 
-class _Protocol(QuicConnectionProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.http = H3Connection(self._quic)
-        self.streams: dict[int, _Stream] = {}
-        self._sock: socket.socket | None = None
-
-    def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, ConnectionTerminated):
-            self._end_all()
-            return
-        for ev in self.http.handle_event(event):
-            if isinstance(ev, DataReceived):
-                st = self.streams.get(ev.stream_id)
-                if st is None:
-                    continue
-                if ev.data:
-                    st.items.append(ev.data)
-            elif isinstance(ev, HeadersReceived):
-                st = self.streams.get(ev.stream_id)
-                if st is None:
-                    continue
-                st.items.append(ev)
-            else:
-                continue
-            if ev.stream_ended:
-                st.ended = True
-            st.wake()
-
-    def _end_all(self) -> None:
-        for st in self.streams.values():
-            st.ended = True
-            st.wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self._end_all()
-
-    def batch_reads(self) -> None:
-        """Read every waiting datagram per readiness event and send (ACKs, flow
-        control) when the QUIC timer is due, not after each datagram: asyncio reads one
-        datagram per loop iteration and aioquic transmits after each, which made the
-        client CPU-bound. Falls back to asyncio's path where that is not possible."""
-        self._sock = read_datagrams_directly(self._transport, self._loop, self._read_ready)
-
-    def _read_ready(self) -> None:
-        assert self._sock is not None
-        quic = self._quic
-        clock = self._loop.time
-        batch = recv_batch(self._sock)
-        for data, addr in batch:
-            quic.receive_datagram(data, addr, now=clock())
-        if not batch:
-            return
-        self._process_events()
-        timer_at = quic.get_timer()
-        if timer_at is not None and timer_at <= clock():
-            self.transmit()
-        elif timer_at != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if timer_at is not None:
-                self._timer = self._loop.call_at(timer_at, self._handle_timer)
-            self._timer_at = timer_at
-
-
 _CRYPTO_ERROR = 0x100
 _CERTIFICATE_ALERTS = frozenset({42, 43, 44, 45, 46, 48})
 """TLS alerts (RFC 8446 §6) that say the peer's certificate was not accepted."""
 
 
-class H3Error(Exception):
-    """The HTTP/3 exchange failed (connection closed, no headers)."""
+def _connect_error(event: ConnectionTerminated) -> Exception:
+    """What a connection closed before its handshake completed raises."""
+    if event.error_code - _CRYPTO_ERROR in _CERTIFICATE_ALERTS:  # RFC 9001 §4.8
+        err = ssl.SSLCertVerificationError(event.reason_phrase)
+        err.verify_message = event.reason_phrase
+        return err
+    return ConnectionError(f"QUIC connection closed during the handshake: "
+                           f"{event.reason_phrase or hex(event.error_code)}")
+
+
+class _Connection(QuicDriver):
+    """The client's QUIC connection and its HTTP/3 layer."""
+
+    def __init__(self, quic: QuicConnection, endpoint: DatagramSocket) -> None:
+        super().__init__(quic, endpoint)
+        self.http = H3Connection(quic)
+        self.streams: dict[int, _Stream] = {}
+        self.connected: asyncio.Future[None] = self.loop.create_future()
+
+    def received(self, batch: Batch) -> None:
+        quic, clock = self.quic, self.loop.time
+        for data, addr in batch:
+            quic.receive_datagram(data, addr, now=clock())
+        self.handle_events()
+        timer_at = quic.get_timer()
+        if self.flush_pending or (timer_at is not None and timer_at <= clock()):
+            self.transmit()
+        elif timer_at != self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if timer_at is not None:
+                self.timer = self.loop.call_at(timer_at, self._on_timer)
+            self.timer_at = timer_at
+
+    def handle_events(self) -> None:
+        quic = self.quic
+        event = quic.next_event()
+        while event is not None:
+            if isinstance(event, HandshakeCompleted):
+                if not self.connected.done():
+                    self.connected.set_result(None)
+            elif isinstance(event, ConnectionTerminated):
+                self.stop_timer()
+                if not self.connected.done():
+                    self.connected.set_exception(_connect_error(event))
+                for ended in self.streams.values():
+                    ended.ended = True
+                    ended.wake()
+                return
+            for ev in self.http.handle_event(event):
+                st = self.streams.get(getattr(ev, "stream_id", -1))
+                if st is None:
+                    continue
+                if type(ev) is DataReceived:
+                    if ev.data:
+                        st.items.append(ev.data)
+                elif type(ev) is HeadersReceived:
+                    st.items.append(ev)
+                else:
+                    continue
+                if ev.stream_ended:
+                    st.ended = True
+                st.wake()
+            event = quic.next_event()
 
 
 class H3Client:
@@ -145,10 +147,7 @@ class H3Client:
 
     def __init__(self, host: str, port: int, *, verify: bool = False, cafile: str | None = None,
                  server_name: str | None = None, max_datagram_bytes: int = 1350,
-                 rcvbuf_bytes: int = 4 * 2**20) -> None:
-        from edge.quic import patch_aioquic
-
-        patch_aioquic()
+                 rcvbuf_bytes: int = BUFFER_BYTES) -> None:
         self.host, self.port = host, port
         cfg = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
         cfg.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
@@ -160,53 +159,57 @@ class H3Client:
         cfg.max_datagram_size = max_datagram_bytes
         self.config = cfg
         self.rcvbuf_bytes = rcvbuf_bytes
-        self._cm: Any = None
-        self.proto: _Protocol | None = None
+        self.conn: _Connection | None = None
 
     async def __aenter__(self) -> H3Client:
-        made: list[_Protocol] = []
-
-        def protocol(*args: Any, **kwargs: Any) -> _Protocol:
-            made.append(_Protocol(*args, **kwargs))
-            return made[-1]
-
-        self._cm = connect(self.host, self.port, configuration=self.config,
-                           create_protocol=protocol, wait_connected=True)
+        aioquic_compat.apply()
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+        family, _, _, _, addr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            self.proto = cast(_Protocol, await self._cm.__aenter__())
-        except ConnectionError as exc:
-            closed = getattr(made[0]._quic, "_close_event", None) if made else None  # noqa: SLF001
-            code = getattr(closed, "error_code", 0)
-            if code - _CRYPTO_ERROR in _CERTIFICATE_ALERTS:  # RFC 9001 §4.8: 0x100 + TLS alert
-                err = ssl.SSLCertVerificationError(closed.reason_phrase)  # type: ignore[union-attr]
-                err.verify_message = closed.reason_phrase  # type: ignore[union-attr]
-                raise err from exc
-            raise
-        transport = self.proto._transport  # noqa: SLF001
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf_bytes)
-        self.proto.batch_reads()
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+            endpoint = DatagramSocket(sock, lambda batch: None, loop)
+        except BaseException:
+            sock.close()
+            raise
+        quic = QuicConnection(configuration=self.config)
+        conn = self.conn = _Connection(quic, endpoint)
+        endpoint.on_batch = conn.received
+        quic.connect(addr, now=loop.time())
+        conn.transmit()
+        try:
+            await conn.connected
+        except BaseException:
+            conn.stop_timer()
+            endpoint.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._cm is not None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await self._cm.__aexit__(None, None, None)
+                conn.quic.close()
+                conn.transmit()  # CONNECTION_CLOSE goes out before the socket closes
+            conn.stop_timer()
+            conn.endpoint.close()
 
     def _send(self, method: str, path: str, headers: dict[str, str] | None) -> tuple[int, _Stream]:
-        assert self.proto is not None
-        p = self.proto
-        sid = p._quic.get_next_available_stream_id()  # noqa: SLF001
+        conn = self.conn
+        if conn is None or conn.closed:
+            raise H3Error("the connection is closed")
+        sid = conn.quic.get_next_available_stream_id()
         st = _Stream()
-        p.streams[sid] = st
+        conn.streams[sid] = st
         hs = [(b":method", method.encode()), (b":scheme", b"https"),
               (b":authority", f"{self.host}:{self.port}".encode()), (b":path", path.encode()),
               (b"user-agent", b"abrstack-h3")]
         hs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-        p.http.send_headers(stream_id=sid, headers=hs, end_stream=True)
-        p._transmit_soon()  # noqa: SLF001 - requests made together share packets
+        conn.http.send_headers(stream_id=sid, headers=hs, end_stream=True)
+        conn.schedule()  # requests made together share packets
         return sid, st
 
     async def stream(self, path: str, headers: dict[str, str] | None = None, method: str = "GET",
@@ -214,7 +217,9 @@ class H3Client:
                      ) -> AsyncIterator[bytes]:
         """Send a request; call ``on_headers(status, headers)``; yield body chunks."""
         sid, st = self._send(method, path, headers)
-        loop = asyncio.get_running_loop()
+        conn = self.conn
+        assert conn is not None
+        loop = conn.loop
         items = st.items
         try:
             got_headers = False
@@ -235,8 +240,11 @@ class H3Client:
                 st.waiter = loop.create_future()
                 await st.waiter
         finally:
-            assert self.proto is not None
-            self.proto.streams.pop(sid, None)
+            conn.streams.pop(sid, None)
+            if not st.ended and not conn.closed:  # abandoned: ask the server to stop
+                with contextlib.suppress(Exception):
+                    conn.quic.stop_stream(sid, 0x10C)  # H3_REQUEST_CANCELLED
+                conn.schedule()
 
     async def get(self, path: str, headers: dict[str, str] | None = None,
                   method: str = "GET") -> H3Response:

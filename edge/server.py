@@ -1,7 +1,8 @@
 """Serving the edge app: HTTP/1.1 cleartext and HTTP/1.1 + HTTP/2 over TLS (ALPN) with
-granian, HTTP/3 over QUIC with hypercorn + aioquic on the same port number (UDP), in one
-or several worker processes. Every worker runs one :class:`EdgeApp` on one event loop:
-granian's Rust I/O hands requests to that loop, hypercorn's QUIC server runs on it.
+granian, HTTP/3 over QUIC with our own server on aioquic (edge/h3server.py) on the same
+port number (UDP), in one or several worker processes. Every worker runs one
+:class:`EdgeApp` on one event loop: granian's Rust I/O hands requests to that loop, the
+QUIC server runs on it.
 
 Why two servers: on the same ASGI app and cache hits, granian served HTTP/2 over TLS
 ~4-7x and cleartext HTTP/1.1 ~2-5x faster than hypercorn (its TLS, HTTP framing and
@@ -25,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from abrstack import accesslog
+from edge import aioquic_compat
 from edge.app import EdgeApp, EdgeConfig
+from edge.h3server import H3Server, H3Settings
+from edge.handshakes import HandshakeLimits
+from edge.quicio import udp_socket
 
 log = logging.getLogger("abrstack.edge")
 
-UDP_BUFFER_BYTES = 4 * 2**20
 BACKLOG = 1024
 DRAIN_S = 2
 """Seconds a stopping worker waits for open TCP connections to finish."""
@@ -75,8 +79,11 @@ class ServerConfig:
     event_loop: str = "asyncio"
     """"asyncio", "uvloop" (must be installed) or "auto" (uvloop when installed); uvloop
     gave no clear gain in A/B runs here (loaded machine), so it is not a dependency."""
+    quic_handshakes: HandshakeLimits = field(default_factory=HandshakeLimits)
+    """Bounds on unfinished QUIC handshakes (edge/handshakes.py)."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Further hypercorn Config attributes for the QUIC side (tests and benchmarks)."""
+    """Tuning for tests and benchmarks: ``graceful_timeout`` (seconds a stopping worker
+    lets open HTTP/3 requests finish; default 2)."""
 
 
 @dataclass(frozen=True)
@@ -103,38 +110,31 @@ def _tcp(host: str, port: int, reuseport: bool) -> socket.socket:
     return s
 
 
-def _udp(host: str, port: int, reuseport: bool) -> socket.socket:
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuseport:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        with contextlib.suppress(OSError):
-            s.setsockopt(socket.SOL_SOCKET, opt, UDP_BUFFER_BYTES)
-    s.bind((host, port))
-    s.setblocking(False)
-    return s
+@dataclass
+class Sockets:
+    """A worker's bound sockets."""
+
+    secure_sockets: list[socket.socket]
+    insecure_sockets: list[socket.socket]
+    quic_sockets: list[socket.socket]
 
 
 def _bind_host(host: str) -> str:
     return "127.0.0.1" if host == "localhost" else host.strip("[]")
 
 
-def bind_sockets(cfg: ServerConfig, reuseport: bool) -> tuple[Any, BoundPorts]:
+def bind_sockets(cfg: ServerConfig, reuseport: bool) -> tuple[Sockets, BoundPorts]:
     """Bind TLS/TCP + QUIC/UDP on one port number (retrying when 0 was asked) and the
-    cleartext port. Returns hypercorn ``Sockets`` and the ports bound."""
-    from hypercorn.config import Sockets
-
+    cleartext port. Returns the sockets and the ports bound."""
     host = _bind_host(cfg.host)
     for _ in range(50):
         tcp = _tcp(host, cfg.port, reuseport)
         port = tcp.getsockname()[1]
         try:
-            quic = [_udp(host, port, reuseport)]
+            quic = [udp_socket(host, port, reuseport)]
             if cfg.host == "localhost":
                 with contextlib.suppress(OSError):
-                    quic.append(_udp("::1", port, reuseport))  # Chromium resolves ::1 first
+                    quic.append(udp_socket("::1", port, reuseport))  # Chromium resolves ::1 first
             break
         except OSError:
             tcp.close()
@@ -151,21 +151,14 @@ def bind_sockets(cfg: ServerConfig, reuseport: bool) -> tuple[Any, BoundPorts]:
     return Sockets([tcp], insecure, quic), BoundPorts(host, port, http_port)
 
 
-def hypercorn_config(cfg: ServerConfig, certfile: Path, keyfile: Path) -> Any:
-    """hypercorn's settings for the QUIC (HTTP/3) side."""
-    from hypercorn.config import Config
-
-    hc = Config()
-    hc.certfile, hc.keyfile = str(certfile), str(keyfile)
-    hc.keep_alive_timeout = max(cfg.header_timeout_s, 5.0)
-    hc.keep_alive_max_requests = 1_000_000
-    hc.include_server_header = False
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.graceful_timeout = 2.0
-    for k, v in cfg.extra.items():
-        setattr(hc, k, v)
-    return hc
+def h3_server(app: EdgeApp, cfg: ServerConfig, certfile: Path, keyfile: Path,
+              port: int) -> H3Server:
+    """Our HTTP/3 server for the QUIC side (applies edge/aioquic_compat.py)."""
+    return H3Server(app, H3Settings(
+        certfile=str(certfile), keyfile=str(keyfile),
+        max_datagram_bytes=cfg.quic_max_datagram_bytes,
+        keep_alive_s=max(cfg.header_timeout_s, 5.0), handshakes=cfg.quic_handshakes,
+        alt_svc_port=port))
 
 
 def tcp_server(app: EdgeApp, sock: socket.socket, cfg: ServerConfig,
@@ -219,42 +212,29 @@ async def serve(cfg: ServerConfig, *, sockets: Any = None, ports: BoundPorts | N
                 worker: str = "0") -> None:
     """Run one worker in the current event loop until ``shutdown`` returns (or SIGINT /
     SIGTERM when ``shutdown`` is None)."""
-    from hypercorn.asyncio.run import worker_serve
-    from hypercorn.config import Sockets
-    from hypercorn.utils import wrap_app
-
-    from edge.quic import apply_quic_tuning
-
-    apply_quic_tuning(cfg.quic_max_datagram_bytes)
     certfile, keyfile = resolve_cert(cfg)
     if sockets is None:
         sockets, ports = bind_sockets(cfg, reuseport=False)
     assert ports is not None
     app = EdgeApp(replace(cfg.app, worker=worker, alt_svc=f'h3=":{ports.port}"; ma=3600'))
+    quic = h3_server(app, cfg, certfile, keyfile, ports.port)  # refuses another aioquic
     await app.startup()
     servers = [tcp_server(app, s, cfg, certfile, keyfile) for s in sockets.secure_sockets]
     servers += [tcp_server(app, s, cfg) for s in sockets.insecure_sockets]
     for s in [*sockets.secure_sockets, *sockets.insecure_sockets]:
         s.listen(BACKLOG)
     running = [asyncio.ensure_future(s.serve()) for s in servers]
+    quic.listen(sockets.quic_sockets)
     if ready is not None:
         ready(ports, app)
-    hc = hypercorn_config(cfg, certfile, keyfile)
-    quic_app = wrap_app(_without_lifespan(app), hc.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
     if shutdown is None:
         shutdown = _signalled()
-
-    async def stop_all() -> None:
-        await shutdown()
-        for s in servers:  # both drain at once
-            s.stop()
-
     try:
-        await worker_serve(quic_app, hc, sockets=Sockets([], [], sockets.quic_sockets),
-                           shutdown_trigger=stop_all)
+        await shutdown()
     finally:
-        for s in servers:
+        for s in servers:  # all drain at once
             s.stop()
+        await quic.close(float(cfg.extra.get("graceful_timeout", 2.0)))
         await asyncio.gather(*running, return_exceptions=True)
         for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
             sock.close()
@@ -271,22 +251,6 @@ def _signalled() -> Callable[[], Awaitable[Any]]:
     return stopping.wait
 
 
-def _without_lifespan(app: EdgeApp) -> Callable[..., Awaitable[None]]:
-    """The app for hypercorn, whose lifespan events are acknowledged here: the worker
-    starts and stops the app itself, around both servers."""
-    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            await app(scope, receive, send)
-            return
-        while True:
-            kind = (await receive())["type"]
-            await send({"type": kind + ".complete"})
-            if kind == "lifespan.shutdown":
-                return
-
-    return asgi
-
-
 def run(cfg: ServerConfig, announce: Callable[[str], None] | None = None) -> int:
     """Run the edge in the foreground (``abr edge``); returns the exit code."""
     from edge.tls import spki_sha256_b64
@@ -295,6 +259,7 @@ def run(cfg: ServerConfig, announce: Callable[[str], None] | None = None) -> int
         def announce(line: str) -> None:
             print(line, flush=True)
 
+    aioquic_compat.apply()  # before anything starts: refuses an aioquic it was not written for
     setup_access_log(cfg.access_log)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     certfile, keyfile = resolve_cert(cfg)

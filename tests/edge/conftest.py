@@ -2,7 +2,7 @@
 
 The stand-in origin is the outside world from the edge's point of view: the test sets
 its objects, headers and validators, counts its fetches, makes it slow, failing, or
-answer 304s, and stops it. The edge is the real one (granian + hypercorn, real sockets, port 0).
+answer 304s, and stops it. The edge is the real one (granian + our HTTP/3 server, real sockets, port 0).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class RunningEdge:
 
 @contextmanager
 def running_edge(origins: list[str], cache_dir: Path, **kw: Any) -> Iterator[RunningEdge]:
-    """Run a real edge (granian for TCP, hypercorn for QUIC) in a thread on free ports until the block ends."""
+    """Run a real edge (granian for TCP, our h3 server for QUIC) in a thread on free ports until the block ends."""
     up_kw = {k: kw.pop(k) for k in list(kw) if k in UpstreamConfig.__dataclass_fields__}
     pol_kw = {k: kw.pop(k) for k in list(kw) if k in PolicyConfig.__dataclass_fields__}
     srv_kw = {k: kw.pop(k) for k in list(kw) if k in ServerConfig.__dataclass_fields__}

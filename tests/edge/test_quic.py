@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from edge.aioquic_compat import _Chunks
+from edge.aioquic_compat import apply as patch_aioquic
 from edge.h3client import H3Client
-from edge.quic import _Chunks, patch_aioquic
 from tests.edge.conftest import Obj
 
 SEG = {"Cache-Control": "public, max-age=60", "ETag": '"v1"', "Content-Type": "video/mp4"}

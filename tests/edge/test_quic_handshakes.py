@@ -8,16 +8,13 @@ import gc
 import os
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
 from edge.h3client import H3Client
 from edge.handshakes import Admit, HandshakeBudget, HandshakeLimits
-from edge.quic import apply_quic_tuning
 from tests.edge.conftest import Obj
 
 SEG_CC = "public, max-age=31536000, immutable"
@@ -54,12 +51,12 @@ def _initials(n: int, garbage: bool) -> list[bytes]:
     return out
 
 
-def _quic_protocols() -> list[Any]:
-    return [o for o in gc.get_objects() if type(o).__name__ == "TunedQuicProtocol"]
+def _quic_servers() -> list[Any]:
+    return [o for o in gc.get_objects() if type(o).__name__ == "H3Server"]
 
 
 def _pending_connections() -> int:
-    return sum(len({id(c) for c in p.connections.values()}) for p in _quic_protocols())
+    return sum(len(s.open_connections()) for s in _quic_servers())
 
 
 def _blast(port: int, datagrams: list[bytes]) -> None:
@@ -67,15 +64,6 @@ def _blast(port: int, datagrams: list[bytes]) -> None:
     for d in datagrams:
         s.sendto(d, ("127.0.0.1", port))
     s.close()
-
-
-@pytest.fixture
-def limits() -> Iterator[Any]:
-    def use(lim: HandshakeLimits) -> None:
-        apply_quic_tuning(1350, lim)
-
-    yield use
-    apply_quic_tuning(1350, HandshakeLimits())
 
 
 def test_undecryptable_initials_keep_no_state(origin: Any, edge_factory: Any) -> None:
@@ -87,11 +75,10 @@ def test_undecryptable_initials_keep_no_state(origin: Any, edge_factory: Any) ->
         assert _pending_connections() == before
 
 
-def test_real_initials_that_never_continue_are_bounded(origin: Any, edge_factory: Any,
-                                                       limits: Any) -> None:
+def test_real_initials_that_never_continue_are_bounded(origin: Any, edge_factory: Any) -> None:
     _, url = origin
-    limits(HandshakeLimits(max_total=50, max_per_source=40, retry_above=1000))
-    with edge_factory([url], prefetch_k=0) as edge:
+    lim = HandshakeLimits(max_total=50, max_per_source=40, retry_above=1000)
+    with edge_factory([url], prefetch_k=0, quic_handshakes=lim) as edge:
         before = _pending_connections()
         _blast(edge.ports.port, _initials(200, garbage=False))
         t_end = time.monotonic() + 5  # a loaded machine takes a while for 200 Initials
@@ -101,12 +88,11 @@ def test_real_initials_that_never_continue_are_bounded(origin: Any, edge_factory
         assert _pending_connections() - before == 40  # one source: its bound
 
 
-def test_retry_under_load_still_serves_real_clients(origin: Any, edge_factory: Any,
-                                                    limits: Any) -> None:
+def test_retry_under_load_still_serves_real_clients(origin: Any, edge_factory: Any) -> None:
     state, url = origin
     state.objects["/media/t/b.m4s"] = Obj(b"y" * 5000, {"Cache-Control": SEG_CC})
-    limits(HandshakeLimits(retry_above=0))  # always under load: every client is retried
-    with edge_factory([url], prefetch_k=0) as edge:
+    lim = HandshakeLimits(retry_above=0)  # always under load: every client is retried
+    with edge_factory([url], prefetch_k=0, quic_handshakes=lim) as edge:
         before = _pending_connections()
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(3)
