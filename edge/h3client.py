@@ -110,6 +110,12 @@ class _Connection(QuicDriver):
                 self.timer = self.loop.call_at(timer_at, self._on_timer)
             self.timer_at = timer_at
 
+    def refused(self, error: OSError) -> None:
+        """An ICMP error on the socket: before the handshake ends, nothing listens there."""
+        if isinstance(error, ConnectionRefusedError) and not self.connected.done():
+            self.stop_timer()
+            self.connected.set_exception(error)
+
     def handle_events(self) -> None:
         quic = self.quic
         event = quic.next_event()
@@ -171,6 +177,7 @@ class H3Client:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf_bytes)
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+            sock.connect(addr)  # so that the kernel reports "port unreachable" to us
             endpoint = DatagramSocket(sock, lambda batch: None, loop)
         except BaseException:
             sock.close()
@@ -178,6 +185,7 @@ class H3Client:
         quic = QuicConnection(configuration=self.config)
         conn = self.conn = _Connection(quic, endpoint)
         endpoint.on_batch = conn.received
+        endpoint.on_error = conn.refused
         quic.connect(addr, now=loop.time())
         conn.transmit()
         try:

@@ -57,13 +57,16 @@ def udp_socket(host: str, port: int, reuseport: bool = False) -> socket.socket:
 
 class DatagramSocket:
     """A UDP socket served by the event loop (``loop.add_reader``): ``on_batch`` gets
-    every datagram waiting at each readiness event."""
+    every datagram waiting at each readiness event. On a connected socket (a client's) the
+    kernel reports ICMP errors (port unreachable: ``ConnectionRefusedError``) to ``on_error``."""
 
     def __init__(self, sock: socket.socket, on_batch: Callable[[Batch], None],
-                 loop: asyncio.AbstractEventLoop | None = None, gso: bool = True) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, gso: bool = True,
+                 on_error: Callable[[OSError], None] | None = None) -> None:
         self.sock = sock
         self.loop = loop or asyncio.get_running_loop()
         self.on_batch = on_batch
+        self.on_error = on_error
         self.gso = gso and hasattr(sock, "sendmsg")
         self.closed = False
         sock.setblocking(False)
@@ -75,8 +78,11 @@ class DatagramSocket:
         try:
             for _ in range(READ_BATCH):
                 batch.append(recvfrom(65536))
-        except OSError:  # BlockingIOError: drained; others (ICMP errors): drop, go on
+        except BlockingIOError:  # drained
             pass
+        except OSError as e:  # an ICMP error queued on the socket: reported, then go on
+            if self.on_error is not None:
+                self.on_error(e)
         if batch:
             self.on_batch(batch)
 

@@ -60,7 +60,7 @@ def test_an_untrusted_certificate_over_h3_fails_at_once_with_the_cacert_hint(tmp
     assert "pass --cacert FILE (e.g. the edge's cert.pem) or --insecure" in log.error
 
 
-@pytest.mark.parametrize("protocol, scheme", [("h1", "http"), ("h2", "https")])
+@pytest.mark.parametrize("protocol, scheme", [("h1", "http"), ("h2", "https"), ("h3", "https")])
 def test_a_closed_port_fails_at_once_naming_host_and_port(protocol: str, scheme: str) -> None:
     port = free_port()
     t = time.monotonic()
