@@ -102,13 +102,8 @@ class _Connection(QuicDriver):
         timer_at = quic.get_timer()
         if self.flush_pending or (timer_at is not None and timer_at <= clock()):
             self.transmit()
-        elif timer_at != self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            if timer_at is not None:
-                self.timer = self.loop.call_at(timer_at, self._on_timer)
-            self.timer_at = timer_at
+        else:
+            self.arm(timer_at)
 
     def refused(self, error: OSError) -> None:
         """An ICMP error on the socket: before the handshake ends, nothing listens there."""

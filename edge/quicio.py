@@ -160,7 +160,10 @@ class QuicDriver:
         if datagrams:
             self.endpoint.send(datagrams)
         self.after_transmit()
-        timer_at = None if self.closed else quic.get_timer()
+        self.arm(None if self.closed else quic.get_timer())
+
+    def arm(self, timer_at: float | None) -> None:
+        """Make aioquic's timer fire at ``timer_at`` (None: not at all)."""
         if timer_at != self.timer_at:
             if self.timer is not None:
                 self.timer.cancel()
