@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from edge.errors import SlowReader
+from edge.stalled import close_connection
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,6 +65,8 @@ class Exchange:
             async with asyncio.timeout(self.send_timeout_s):
                 await self._send({"type": "http.response.body", "body": data, "more_body": more})
         except TimeoutError:
+            if self.protocol == "h2":  # the stream cannot be reset from here: the connection goes
+                close_connection(self.scope.get("server"), self.scope.get("client"))
             raise SlowReader(f"the client took no bytes for {self.send_timeout_s:g} s") from None
         self.body_bytes += len(data)
 

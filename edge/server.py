@@ -39,8 +39,8 @@ DRAIN_S = 2
 """Seconds a stopping worker waits for open TCP connections to finish."""
 H2_STREAM_BUFFER_BYTES = 256 * 1024
 """Bytes granian buffers per HTTP/2 stream beyond the peer's window. A stream whose
-client keeps its window at 0 is cut after ``send_timeout_s``, but granian keeps what it
-had buffered until the connection closes: at most this × H2_MAX_STREAMS per connection."""
+client keeps its window at 0 is cut after ``send_timeout_s`` and its connection closed
+(edge/stalled.py); until then at most this × H2_MAX_STREAMS per connection."""
 H2_MAX_STREAMS = 100
 """Concurrent HTTP/2 streams per connection (nginx: 128; a player needs a few)."""
 

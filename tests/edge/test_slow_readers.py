@@ -93,7 +93,7 @@ def _h2_connect(port: int) -> tuple[ssl.SSLSocket, h2.connection.H2Connection]:
     return sock, conn
 
 
-def test_h2_streams_at_window_zero_hold_bounded_memory_and_are_reset(
+def test_h2_streams_at_window_zero_hold_bounded_memory_and_their_connection_is_closed(
         origin: Any, edge_factory: Any) -> None:
     """One connection, 60 streams, window 0, PINGs answered (the h2 library acks them)."""
     state, url = origin
@@ -110,7 +110,8 @@ def test_h2_streams_at_window_zero_hold_bounded_memory_and_are_reset(
         sock.settimeout(0.2)
         peak = 0.0
         t_end = time.monotonic() + 6
-        while time.monotonic() < t_end and cut_count(edge, "SlowReader") < 60:
+        while time.monotonic() < t_end and not (cut_count(edge, "SlowReader")
+                                                and edge.app._active == 0):
             try:
                 data = sock.recv(65536)
             except TimeoutError:
@@ -121,11 +122,27 @@ def test_h2_streams_at_window_zero_hold_bounded_memory_and_are_reset(
             else:
                 time.sleep(0.1)
             peak = max(peak, rss_mib() - base)
+        # the edge closed the connection (edge/stalled.py): EOF or a reset, though the
+        # client still answers everything
+        closed = False
+        t_end = time.monotonic() + 5
+        while not closed and time.monotonic() < t_end:
+            try:
+                data = sock.recv(65536)
+                closed = data == b""
+                if data:
+                    conn.receive_data(data)
+                    sock.sendall(conn.data_to_send())
+            except TimeoutError:
+                pass
+            except OSError:
+                closed = True
         sock.close()
         assert peak < 60, f"60 streams at window 0 grew the edge by {peak:.0f} MiB"
-        # every response was cut after send_timeout_s (granian keeps the streams, with
-        # what it had buffered, until the connection closes: edge/server.py)
-        assert cut_count(edge, "SlowReader") == 60 and edge.app._active == 0
+        # the first responses cut after send_timeout_s closed the connection, which ended
+        # the others
+        assert cut_count(edge, "SlowReader") >= 1 and edge.app._active == 0
+        assert closed, "the edge kept a connection whose streams made no progress"
 
 
 def test_h3_client_that_stops_acking_holds_bounded_memory(origin: Any, edge_factory: Any) -> None:
