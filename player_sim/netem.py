@@ -221,6 +221,11 @@ class EmulatedLink:
             raise
         return self
 
+    @property
+    def forwarder_pid(self) -> int | None:
+        """The forwarder's process id while the link is up (for CPU accounting in bench/netem.py)."""
+        return self._forwarder.pid if self._forwarder is not None else None
+
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.close()
         raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
