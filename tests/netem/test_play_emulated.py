@@ -58,3 +58,34 @@ def test_a_session_crosses_the_emulated_link(stack: Stack, tiny_title: Any, tmp_
     media_bytes = sum(p.stat().st_size for p in (tiny_title.media_dir / tiny_title.name).rglob("*.m4s"))
     # At least the lowest rendition's segments crossed the link, packet by packet.
     assert down_bytes > media_bytes / 4
+
+
+def test_without_root_it_says_so_and_falls_back_to_shaping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from abrstack.cli import main
+
+    trace = tmp_path / "t.mahi"
+    trace.write_text("1\n2\n")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)  # the outside world: an unprivileged user
+    rc = main(["play", "http://127.0.0.1:9/x.m3u8", "--emulate", str(trace), "--max-retries", "0"])
+    err = capsys.readouterr().err
+    assert "link emulation needs root" in err and "falling back to in-client shaping" in err
+    # The fallback ran the ordinary shaped player, which then meets the closed port.
+    assert rc == 1 and "127.0.0.1:9" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(root_missing() is not None, reason=root_missing() or "")
+def test_demo_over_the_emulated_link(tmp_path: Path) -> None:
+    trace = tmp_path / "8mbit.mahi"
+    trace.write_text("".join(f"{t}\n{t}\n" for t in range(3, 3001, 3)))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "abrstack", "demo", "--media", str(tmp_path / "media"), "--out",
+                        str(out), "--duration", "8", "--size", "320x180", "--speed", "8", "--protocol", "h1,h3",
+                        "--emulate", str(trace), "--delay-ms", "10"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln[:3] in ("h1 ", "h3 ")}
+    assert set(rows) == {"h1", "h3"}
+    for proto in ("h1", "h3"):
+        assert (out / proto / "report.html").exists()
+        assert len((out / f"{proto}-packets.csv").read_text().splitlines()) > 100
