@@ -27,6 +27,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--loss", type=float, default=0.0, help="with --emulate: random loss per packet, 0..1 (default 0)")
     p.add_argument("--queue-bytes", type=int, help="with --emulate: drop-tail queue bound (default unbounded)")
     p.add_argument("--packet-log", type=Path, help="with --emulate: per-packet queueing delay and drops (CSV)")
+    p.add_argument("--compare", metavar="LIST",
+                   help="compare protocols (e.g. h1,h2,h3) on the same trace and edge: --sessions each, "
+                   "alternating order, means with 95%% intervals and a plot in --out (default: off)")
+    p.add_argument("--sessions", type=int, default=3, help="with --compare: sessions per protocol (default 3)")
     p.add_argument("--speed", type=float, default=1.0, help="run trace, shaping and playback X times faster (default 1)")
     p.add_argument("--players", type=int, default=1, help="concurrent sessions (default 1)")
     p.add_argument("--buffer-s", type=float, default=60.0, help="maximum buffer, seconds (default 60)")
@@ -70,6 +74,15 @@ def run_play(args: argparse.Namespace) -> int:
         raise PlayerError("--max-retries must be 0 or more")
     if args.speed <= 0:
         raise PlayerError("--speed must be positive")
+    compare = None
+    if args.compare is not None:
+        compare = [p.strip() for p in args.compare.split(",") if p.strip()]
+        if len(compare) < 2 or any(p not in ("h1", "h2", "h3") for p in compare) or len(set(compare)) < len(compare):
+            raise PlayerError(f"--compare takes two or more of h1, h2, h3, not {args.compare!r}")
+        if args.sessions < 2:
+            raise PlayerError("--sessions must be at least 2 for confidence intervals")
+        if not args.url.startswith("https://"):
+            raise PlayerError("--compare needs an https:// URL (h2 and h3 need TLS; h1 runs over it too)")
     if args.emulate is not None:
         from player_sim import play_emulated
 
@@ -78,6 +91,10 @@ def run_play(args: argparse.Namespace) -> int:
         config = play_emulated.link_config(args)
         why = play_emulated.root_missing()
         if why is None:
+            if compare:
+                from player_sim import compare_run
+
+                return compare_run.run_emulated(args, config, compare)
             return play_emulated.run(args, config)
         print(why, file=sys.stderr)
         args.trace, args.emulate = args.emulate, None
@@ -111,6 +128,14 @@ def run_play(args: argparse.Namespace) -> int:
                    allow_hosts=tuple(args.allow_host))
         for i in range(args.players)
     ]
+
+    if compare:
+        from dataclasses import replace
+
+        from player_sim import compare_run
+
+        return compare_run.run_shaped(args, [replace(configs[0], protocol=p, session_id=f"{p}-") for p in compare],
+                                      compare)
 
     async def run_all() -> list[Any]:
         return list(await asyncio.gather(*(Session(c).run() for c in configs)))
