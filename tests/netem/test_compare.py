@@ -62,3 +62,19 @@ def test_compare_h1_h3_over_the_emulated_link(tiny_title: Any, tmp_path: Path) -
     assert doc["stats"]["h1"]["qoe_per_chunk"]["n"] == 2
     assert list(out.glob("compare-*.png"))
     assert sorted(p.name for p in (out / "sessions").iterdir()) == ["000-h1", "001-h3", "002-h3", "003-h1", "warmup"]
+
+
+def test_compare_with_in_client_shaping(tiny_title: Any, tmp_path: Path) -> None:
+    from abrstack.stack import running_stack
+
+    trace = tmp_path / "const.json"
+    trace.write_text('[{"duration_ms": 600000, "bandwidth_kbps": 3000, "latency_ms": 20}]')
+    with running_stack(tiny_title.media_dir, tmp_path / "stack") as stack:
+        r = subprocess.run([sys.executable, "-m", "abrstack", "play",
+                            f"{stack.edge_https}/media/{tiny_title.name}/master.m3u8", "--compare", "h1,h2",
+                            "--sessions", "2", "--trace", str(trace), "--cacert", str(stack.certfile),
+                            "--speed", "4", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "comparison on const.json" in r.stdout and "h1 vs h2" in r.stdout
+    doc = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert {p: len(v) for p, v in doc["samples"].items()} == {"h1": 2, "h2": 2}
