@@ -54,6 +54,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--delay-ms", type=float, default=0.0, help="with --emulate: one-way delay, ms (default 0)")
     p.add_argument("--loss", type=float, default=0.0, help="with --emulate: random loss per packet (default 0)")
     p.add_argument("--queue-bytes", type=int, help="with --emulate: drop-tail queue bound (default unbounded)")
+    p.add_argument("--aqm", choices=["droptail", "codel"], default="droptail",
+                   help="with --emulate: queue discipline, drop-tail or CoDel (RFC 8289) (default droptail)")
     p.add_argument("--fresh", action="store_true",
                    help="remake the sample and re-encode (default: reuse them when present)")
     p.set_defaults(handler=run_demo)

@@ -91,5 +91,5 @@ def run_emulated(args: argparse.Namespace, link: LinkConfig, protocols: list[str
 
     samples, hits = _collect(one, protocols, args.sessions)
     label = (f"{args.emulate.name} emulated, delay {link.delay_ms:g} ms, loss {link.loss:g}, "
-             f"queue {link.queue_bytes or 'unbounded'} bytes")
+             f"queue {link.queue_bytes or 'unbounded'} bytes {link.queue.value}")
     return _report(args, samples, hits, label)

@@ -87,6 +87,13 @@ class Queue(Enum):
     """Queue disciplines of the link."""
 
     DROPTAIL = "droptail"
+    CODEL = "codel"
+
+
+CODEL_TARGET_MS = 5.0
+"""CoDel's target sojourn time (RFC 8289 §4.4)."""
+CODEL_INTERVAL_MS = 100.0
+"""CoDel's interval (RFC 8289 §4.5)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,8 @@ class LinkConfig:
     """Drop-tail bound in bytes; None for no byte bound."""
     queue_packets: int | None = None
     """Drop-tail bound in packets; None for no packet bound (Mahimahi's default is unbounded)."""
+    queue: Queue = Queue.DROPTAIL
+    """Drop-tail only, or CoDel at the head as well (within the same bounds)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.loss < 1.0:
@@ -142,6 +151,11 @@ class Direction:
         self._head_sent = 0  # bytes of the head packet already carried by earlier opportunities
         self._next_opp = 0  # absolute index: pass * len(stamps) + i
         self._flight: deque[tuple[float, bytes]] = deque()
+        # CoDel state (RFC 8289 §5): when sojourn first stayed above target, dropping mode.
+        self._first_above: float | None = None
+        self._dropping = False
+        self._drop_next = 0.0
+        self._count = 0
         self.log: list[PacketLogged] = []
         """Every packet's fate, in order (the caller may drain it)."""
 
@@ -197,8 +211,35 @@ class Direction:
                 self._head_sent = 0
                 self._queue.popleft()
                 self._queued_bytes -= len(packet)
+                if self.config.queue is Queue.CODEL and self._codel_drops(at - arrived, float(at)):
+                    self.log.append(PacketLogged(float(at), len(packet), at - arrived, "codel"))
+                    continue
                 self.log.append(PacketLogged(float(at), len(packet), max(0.0, at - arrived), None))
                 self._flight.append((at + self.config.delay_ms, packet))
+
+    def _codel_drops(self, sojourn_ms: float, now: float) -> bool:
+        """RFC 8289's dequeue decision, per packet leaving the queue."""
+        if sojourn_ms < CODEL_TARGET_MS or self._queued_bytes <= MAHIMAHI_PACKET_BYTES:
+            self._first_above = None
+            self._dropping = False
+            return False
+        if self._first_above is None:
+            self._first_above = now + CODEL_INTERVAL_MS
+            return False
+        if not self._dropping:
+            if now < self._first_above:
+                return False
+            self._dropping = True
+            # Resume near the last drop rate if we were dropping recently (RFC 8289 §5.5).
+            recent = now - self._drop_next < 16 * CODEL_INTERVAL_MS
+            self._count = self._count - 2 if recent and self._count > 2 else 1
+            self._drop_next = now + CODEL_INTERVAL_MS / math.sqrt(self._count)
+            return True
+        if now >= self._drop_next:
+            self._count += 1
+            self._drop_next += CODEL_INTERVAL_MS / math.sqrt(self._count)
+            return True
+        return False
 
     def next_event_ms(self) -> float | None:
         """When ``advance`` next has something to do; None when idle."""

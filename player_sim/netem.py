@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 
 from player_sim.errors import PlayerError
-from player_sim.linkmodel import Direction, LinkConfig, PacketLogged, parse_opportunities
+from player_sim.linkmodel import Direction, LinkConfig, PacketLogged, Queue, parse_opportunities
 
 PREFIX = "abr-"
 SERVER_ADDR = "10.203.0.1"
@@ -103,7 +103,7 @@ def forward(args: argparse.Namespace) -> int:
     text = Path(args.trace).read_text(encoding="utf-8")
     down_opps = parse_opportunities(Path(args.trace).name, text)
     up_opps = parse_opportunities(Path(args.uplink_trace).name, Path(args.uplink_trace).read_text()) if args.uplink_trace else down_opps
-    cfg = LinkConfig(args.delay_ms, args.loss, args.queue_bytes, args.queue_packets)
+    cfg = LinkConfig(args.delay_ms, args.loss, args.queue_bytes, args.queue_packets, Queue(args.aqm))
     tag = args.tag
     srv_dev, cli_dev = f"{tag}s", f"{tag}c"
     srv_fd, cli_fd = _open_tun(srv_dev), _open_tun(cli_dev)
@@ -199,7 +199,7 @@ class EmulatedLink:
                     "--server-ns", self.server_ns, "--client-ns", self.client_ns,
                     "--tag", f"abr{os.getpid() % 100000}x{id(self) % 1000}",
                     "--delay-ms", str(self.config.delay_ms), "--loss", str(self.config.loss),
-                    "--seed", str(self.seed), "--delete-on-exit"]
+                    "--seed", str(self.seed), "--aqm", self.config.queue.value, "--delete-on-exit"]
             if self.config.queue_bytes is not None:
                 argv += ["--queue-bytes", str(self.config.queue_bytes)]
             if self.config.queue_packets is not None:
@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-bytes", type=int)
     p.add_argument("--queue-packets", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--aqm", choices=[q.value for q in Queue], default="droptail")
     p.add_argument("--log")
     p.add_argument("--delete-on-exit", action="store_true")
     return forward(p.parse_args(argv))

@@ -26,6 +26,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--delay-ms", type=float, default=0.0, help="with --emulate: one-way delay per direction, ms (default 0)")
     p.add_argument("--loss", type=float, default=0.0, help="with --emulate: random loss per packet, 0..1 (default 0)")
     p.add_argument("--queue-bytes", type=int, help="with --emulate: drop-tail queue bound (default unbounded)")
+    p.add_argument("--aqm", choices=["droptail", "codel"], default="droptail",
+                   help="with --emulate: queue discipline, drop-tail or CoDel (RFC 8289) (default droptail)")
     p.add_argument("--packet-log", type=Path, help="with --emulate: per-packet queueing delay and drops (CSV)")
     p.add_argument("--compare", metavar="LIST",
                    help="compare protocols (e.g. h1,h2,h3) on the same trace and edge: --sessions each, "

@@ -15,7 +15,7 @@ import sys
 from urllib.parse import urlsplit, urlunsplit
 
 from player_sim.errors import PlayerError
-from player_sim.linkmodel import LinkConfig
+from player_sim.linkmodel import LinkConfig, Queue
 from player_sim.netem import SERVER_ADDR, EmulatedLink, root_missing
 from player_sim.netem_relay import relay, sockets_in_server_ns
 
@@ -24,7 +24,7 @@ __all__ = ["link_config", "root_missing", "run"]
 
 def link_config(args: argparse.Namespace) -> LinkConfig:
     """The link of ``--delay-ms``, ``--loss`` and ``--queue-bytes`` (a bad value is a PlayerError)."""
-    return LinkConfig(delay_ms=args.delay_ms, loss=args.loss, queue_bytes=args.queue_bytes)
+    return LinkConfig(delay_ms=args.delay_ms, loss=args.loss, queue_bytes=args.queue_bytes, queue=Queue(args.aqm))
 
 
 def _child_argv(args: argparse.Namespace, url: str) -> list[str]:
@@ -74,5 +74,5 @@ def run(args: argparse.Namespace, config: LinkConfig) -> int:
                 await task
 
         print(f"emulated link: {args.emulate.name}, delay {config.delay_ms:g} ms each way, loss {config.loss:g}, "
-              f"queue {config.queue_bytes or 'unbounded'} bytes; players reach {url}", file=sys.stderr)
+              f"queue {config.queue_bytes or 'unbounded'} bytes {config.queue.value}; players reach {url}", file=sys.stderr)
         return asyncio.run(main())

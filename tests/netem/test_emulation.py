@@ -162,3 +162,16 @@ def test_stale_namespaces_of_dead_runs_are_removed() -> None:
         assert name not in _namespaces()
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def test_codel_drops_at_the_head_of_a_real_tcp_queue_and_drop_tail_does_not(tmp_path: Path) -> None:
+    from player_sim.linkmodel import Queue
+
+    for queue in (Queue.DROPTAIL, Queue.CODEL):
+        log = tmp_path / f"{queue.value}.csv"
+        with EmulatedLink(_trace(tmp_path), LinkConfig(delay_ms=20, queue=queue), log=log) as link:
+            _serve(link, SERVER, str(3_000_000))
+            n, _ = _client(link, CLIENT)
+        assert int(n) == 3_000_000
+        rows = [line.split(",") for line in log.read_text().splitlines()[1:] if ",down," in line]
+        assert any(r[4] == "codel" for r in rows) == (queue is Queue.CODEL)

@@ -92,3 +92,22 @@ def test_random_loss_rate_follows_the_configuration() -> None:
     kept = sum(d.arrive(bytes(10), float(i)) for i in range(20000))
     assert 0.88 < kept / 20000 < 0.92
     assert {p.dropped for p in d.log} == {"loss", None}
+
+
+def test_codel_drops_a_standing_queue_that_drop_tail_keeps() -> None:
+    from player_sim.linkmodel import Queue
+
+    def run(queue: Queue) -> list[str | None]:
+        d = Direction(Opportunities("m", (1,), 1), LinkConfig(queue=queue))
+        for i in range(2000):  # two packets a ms into one packet a ms: a queue that keeps growing
+            d.arrive(bytes(1500), i / 2)
+            d.advance(i / 2)
+        d.advance(5000.0)
+        return [p.dropped for p in d.log]
+
+    assert run(Queue.DROPTAIL).count("codel") == 0
+    fates = run(Queue.CODEL)
+    drops = fates.count("codel")
+    # Nothing in the first interval (100 ms above target first), then drops at a rising rate.
+    assert fates[:100].count("codel") == 0
+    assert 10 < drops < 1000
