@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--size", default="1280x720",
                    help="sample size WIDTHxHEIGHT in pixels, 16x16 to 7680x4320 (default 1280x720)")
     p.add_argument("--title", default="sample", help="title name (default sample)")
-    p.add_argument("--trace", type=Path, default=DEMO_TRACE, metavar="FILE",
+    p.add_argument("--trace", type=Path, default=None, metavar="FILE",
                    help="bandwidth trace for the players (default: the bundled HSDPA 3G trace "
                         "hsdpa/report.2011-02-14_2139CET.json, 0-9 Mbps, mean 1.9 Mbps)")
     p.add_argument("--abr", default="dynamic",
@@ -46,6 +47,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--protocol", default="h1,h2,h3", metavar="LIST",
                    help="comma-separated protocols to play over, of h1, h2, h3 (default h1,h2,h3)")
     p.add_argument("--protocols", dest="protocol", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--emulate", type=Path, metavar="TRACE",
+                   help="packet-level link emulation (root): each protocol's player in a network namespace, "
+                   "the edge reached over a Mahimahi-style link driven by TRACE (default: off; exclusive "
+                   "with --trace)")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="with --emulate: one-way delay, ms (default 0)")
+    p.add_argument("--loss", type=float, default=0.0, help="with --emulate: random loss per packet (default 0)")
+    p.add_argument("--queue-bytes", type=int, help="with --emulate: drop-tail queue bound (default unbounded)")
+    p.add_argument("--aqm", choices=["droptail", "codel"], default="droptail",
+                   help="with --emulate: queue discipline, drop-tail or CoDel (RFC 8289) (default droptail)")
     p.add_argument("--fresh", action="store_true",
                    help="remake the sample and re-encode (default: reuse them when present)")
     p.set_defaults(handler=run_demo)
@@ -94,7 +104,23 @@ def run_demo(args: argparse.Namespace) -> int:
     protocols = [p.strip() for p in args.protocol.split(",") if p.strip()]
     if not protocols or any(p not in ("h1", "h2", "h3") for p in protocols):
         raise PlayerError(f"--protocol takes h1, h2 and h3, not {args.protocol!r}")
-    trace = load_traces([args.trace])[0]
+    emulate = None
+    if args.emulate is not None:
+        from player_sim import play_emulated
+
+        if args.trace is not None:
+            raise PlayerError("--emulate and --trace are exclusive: give one bandwidth trace")
+        args.packet_log = None
+        link = play_emulated.link_config(args)
+        why = play_emulated.root_missing()
+        if why is None:
+            emulate = link
+        else:
+            print(why, file=sys.stderr)
+            args.trace = args.emulate
+    elif args.delay_ms or args.loss or args.queue_bytes is not None:
+        raise PlayerError("--delay-ms, --loss and --queue-bytes need --emulate")
+    trace = load_traces([args.trace or args.emulate or DEMO_TRACE])[0]
     doc = prepare_title(args)
     print(summary(doc, args.media / args.title), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +128,8 @@ def run_demo(args: argparse.Namespace) -> int:
     with running_stack(args.media, args.out / "stack") as stack:
         print(f"      origin {stack.origin}; edge {stack.edge_http} (h1), {stack.edge_https} (h2, h3); "
               f"SPKI {stack.spki}", flush=True)
+        if emulate is not None:
+            return _run_emulated(args, emulate, stack, protocols)
         logs: dict[str, list[Any]] = {}
         for proto in protocols:
             base = stack.edge_http if proto == "h1" else stack.edge_https
@@ -123,6 +151,35 @@ def run_demo(args: argparse.Namespace) -> int:
     page = play_report.write_html(logs, agg, args.out / "report.html", title="abr demo: QoE by protocol")
     print(f"report: {page}")
     failed = [p for p, ls in logs.items() if ls[0].error]
+    if failed:
+        raise PlayerError(f"the session over {', '.join(failed)} failed (see {args.out})")
+    return 0
+
+
+def _run_emulated(args: argparse.Namespace, link: Any, stack: Any, protocols: list[str]) -> int:
+    """Each protocol over the emulated link, one after another; a table of the summaries."""
+    from player_sim import play_emulated, play_report
+    from player_sim.errors import PlayerError
+
+    merged: dict[str, Any] = {}
+    failed = []
+    for proto in protocols:
+        base = stack.edge_http if proto == "h1" else stack.edge_https
+        out = args.out / proto
+        play_args = argparse.Namespace(
+            url=f"{base}/media/{args.title}/master.m3u8", protocol=proto, abr=args.abr, speed=args.speed,
+            players=1, buffer_s=60.0, quic_datagram=1350, max_retries=7, out=out, cacert=None,
+            no_cmcd=False, insecure=True, json=True, allow_host=[], level=None, emulate=args.emulate,
+            packet_log=args.out / f"{proto}-packets.csv")
+        print(f"[4/4] {proto}: {args.abr} over the emulated link ({args.emulate.name})", flush=True)
+        if play_emulated.run(play_args, link) != 0:
+            failed.append(proto)
+        if (out / "summary.json").exists():
+            merged.update(json.loads((out / "summary.json").read_text()))
+    print()
+    print(play_report.table(merged))
+    (args.out / "summary.json").write_text(json.dumps(merged, indent=2))
+    print(f"reports: {', '.join(str(args.out / p / 'report.html') for p in protocols)}")
     if failed:
         raise PlayerError(f"the session over {', '.join(failed)} failed (see {args.out})")
     return 0

@@ -19,6 +19,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--protocol", choices=["h1", "h2", "h3"], help="default: h1 for http://, h2 for https://")
     p.add_argument("--abr", default="dynamic", help="ABR algorithm (abr abr-list; default dynamic, as dash.js)")
     p.add_argument("--trace", type=Path, help="bandwidth trace file, or a folder (player i gets trace i)")
+    p.add_argument("--emulate", type=Path, metavar="TRACE",
+                   help="packet-level link emulation (root): players and server in two network namespaces "
+                   "joined by a Mahimahi-style link driven by TRACE (Mahimahi, cooked or sabre); exclusive "
+                   "with --trace")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="with --emulate: one-way delay per direction, ms (default 0)")
+    p.add_argument("--loss", type=float, default=0.0, help="with --emulate: random loss per packet, 0..1 (default 0)")
+    p.add_argument("--queue-bytes", type=int, help="with --emulate: drop-tail queue bound (default unbounded)")
+    p.add_argument("--aqm", choices=["droptail", "codel"], default="droptail",
+                   help="with --emulate: queue discipline, drop-tail or CoDel (RFC 8289) (default droptail)")
+    p.add_argument("--packet-log", type=Path, help="with --emulate: per-packet queueing delay and drops (CSV)")
+    p.add_argument("--compare", metavar="LIST",
+                   help="compare protocols (e.g. h1,h2,h3) on the same trace and edge: --sessions each, "
+                   "alternating order, means with 95%% intervals and a plot in --out (default: off)")
+    p.add_argument("--sessions", type=int, default=3, help="with --compare: sessions per protocol (default 3)")
     p.add_argument("--speed", type=float, default=1.0, help="run trace, shaping and playback X times faster (default 1)")
     p.add_argument("--players", type=int, default=1, help="concurrent sessions (default 1)")
     p.add_argument("--buffer-s", type=float, default=60.0, help="maximum buffer, seconds (default 60)")
@@ -62,6 +76,32 @@ def run_play(args: argparse.Namespace) -> int:
         raise PlayerError("--max-retries must be 0 or more")
     if args.speed <= 0:
         raise PlayerError("--speed must be positive")
+    compare = None
+    if args.compare is not None:
+        compare = [p.strip() for p in args.compare.split(",") if p.strip()]
+        if len(compare) < 2 or any(p not in ("h1", "h2", "h3") for p in compare) or len(set(compare)) < len(compare):
+            raise PlayerError(f"--compare takes two or more of h1, h2, h3, not {args.compare!r}")
+        if args.sessions < 2:
+            raise PlayerError("--sessions must be at least 2 for confidence intervals")
+        if not args.url.startswith("https://"):
+            raise PlayerError("--compare needs an https:// URL (h2 and h3 need TLS; h1 runs over it too)")
+    if args.emulate is not None:
+        from player_sim import play_emulated
+
+        if args.trace is not None:
+            raise PlayerError("--emulate and --trace are exclusive: give one bandwidth trace")
+        config = play_emulated.link_config(args)
+        why = play_emulated.root_missing()
+        if why is None:
+            if compare:
+                from player_sim import compare_run
+
+                return compare_run.run_emulated(args, config, compare)
+            return play_emulated.run(args, config)
+        print(why, file=sys.stderr)
+        args.trace, args.emulate = args.emulate, None
+    elif args.delay_ms or args.loss or args.queue_bytes is not None or args.packet_log is not None:
+        raise PlayerError("--delay-ms, --loss, --queue-bytes and --packet-log need --emulate")
     parse_allow_hosts(tuple(args.allow_host))  # a bad value is an error before any session starts
     if not args.url.startswith(("http://", "https://")):
         raise PlayerError(f"{args.url} is not an http:// or https:// URL")
@@ -90,6 +130,14 @@ def run_play(args: argparse.Namespace) -> int:
                    allow_hosts=tuple(args.allow_host))
         for i in range(args.players)
     ]
+
+    if compare:
+        from dataclasses import replace
+
+        from player_sim import compare_run
+
+        return compare_run.run_shaped(args, [replace(configs[0], protocol=p, session_id=f"{p}-") for p in compare],
+                                      compare)
 
     async def run_all() -> list[Any]:
         return list(await asyncio.gather(*(Session(c).run() for c in configs)))
