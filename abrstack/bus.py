@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -273,20 +274,33 @@ class Consumer:
     async def run(self, handler: Handler, stop: asyncio.Event | None = None) -> None:
         """Poll, handle, ack until `stop` is set. A handler that raises leaves its message
         pending: it is redelivered after `visibility_s`, then dead-lettered."""
-        await self.ensure_group()
+        ready = False
         while stop is None or not stop.is_set():
-            for d in await self.poll():
+            try:  # Redis away: wait and retry, never stop (the bus is not the serving path)
+                if not ready:
+                    await self.ensure_group()
+                    ready = True
+                batch = await self.poll()
+            except (RedisError, OSError) as e:
+                log.warning("bus: %s/%s cannot poll (%s); retrying", self.topic, self.group, e)
+                await asyncio.sleep(min(1.0, self.block_ms / 1000))
+                continue
+            for d in batch:
                 try:
                     await handler(d.event)
                 except Exception as e:  # a handler's bug must not stop the consumer
                     log.warning("bus: handler failed on %s %s (%s): %s", d.topic, d.msg_id,
                                 d.event.type, e)
                     if d.deliveries >= self.max_deliveries:
-                        await self.dead_letter(d.msg_id, {"e": d.event.encode()},
-                                               f"handler failed {d.deliveries} times: {e}",
-                                               d.deliveries)
+                        with contextlib.suppress(RedisError, OSError):  # else: reclaimed later
+                            await self.dead_letter(d.msg_id, {"e": d.event.encode()},
+                                                   f"handler failed {d.deliveries} times: {e}",
+                                                   d.deliveries)
                     continue
-                await self.ack(d)
+                try:
+                    await self.ack(d)
+                except (RedisError, OSError) as e:  # redelivered later; handlers are idempotent
+                    log.warning("bus: ack of %s %s failed: %s", d.topic, d.msg_id, e)
 
 
 class SeenIds:

@@ -1,0 +1,75 @@
+"""`titles` events through a real redis-server purge a real edge store, also when Redis was
+down while the encoder published."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from abrstack.bus import Consumer, Publisher, connect
+from abrstack.events import TITLES, title_event
+from abrstack.redisproc import RedisServer
+from edge.events import TitlePurger
+from edge.policy import Entry
+from edge.store import TieredStore
+
+
+def _entry(n: int) -> Entry:
+    return Entry(200, (("cache-control", "max-age=31536000, immutable"),), 1.0, 2.0, n)
+
+
+def _fill(store: TieredStore) -> None:
+    for key in ("/media/a/v1/seg_1.m4s", "/media/a/v1/master.m3u8", "/titles/a",
+                "/media/ab/v1/seg_1.m4s", "/media/b/v1/seg_1.m4s"):
+        store.store(key, _entry(3), b"abc", to_disk=True)
+
+
+def _keys(store: TieredStore) -> set[str]:
+    return set(store.memory.keys()) | set(store.disk.keys())
+
+
+def test_replaced_title_purged_after_redis_comes_back(redis_server: RedisServer,
+                                                      tmp_path: Path) -> None:
+    store = TieredStore(1 << 20, tmp_path / "disk", 1 << 24)
+    _fill(store)
+
+    async def go() -> None:
+        pub_client, edge_client = connect(redis_server.url), connect(redis_server.url)
+        consumer = Consumer(edge_client, TITLES, "edge-1", "w0", block_s=0.05)
+        await consumer.ensure_group("$")
+        redis_server.stop()
+        pub = Publisher(pub_client)
+        assert await pub.publish(TITLES, title_event("title.replaced", "a", 2)) is None
+        assert await pub.publish(TITLES, title_event("title.published", "c", 1)) is None
+        assert _keys(store) >= {"/media/a/v1/seg_1.m4s", "/titles/a"}  # nothing yet
+        redis_server.start()
+        assert await pub.flush()
+        purger = TitlePurger(store)
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(purger, stop))
+        for _ in range(100):
+            if "/titles/a" not in _keys(store):
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        assert _keys(store) == {"/media/ab/v1/seg_1.m4s", "/media/b/v1/seg_1.m4s"}
+        assert purger.purged == 3
+        assert (await edge_client.xpending(TITLES, "edge-1"))["pending"] == 0
+        await pub_client.aclose()
+        await edge_client.aclose()
+    asyncio.run(go())
+
+
+def test_duplicate_delivery_purges_once(redis_server: RedisServer, tmp_path: Path) -> None:
+    store = TieredStore(1 << 20, tmp_path / "disk", 1 << 24)
+    purger = TitlePurger(store)
+    ev = title_event("title.deleted", "a")
+
+    async def go() -> None:
+        _fill(store)
+        await purger(ev)
+        store.store("/media/a/v2/seg_1.m4s", _entry(3), b"new", to_disk=False)
+        await purger(ev)  # redelivered: already handled, the new object stays
+    asyncio.run(go())
+    assert "/media/a/v2/seg_1.m4s" in _keys(store)
