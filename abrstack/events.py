@@ -12,7 +12,7 @@ TITLE_KINDS = ("title.published", "title.replaced", "title.deleted")
 MAX_TITLE_CHARS = 128
 
 
-def title_event(kind: str, title: str, version: int | None = None,
+def title_event(kind: str, title: str, version: str | None = None,
                 renditions: Sequence[str] = (), manifests: Sequence[str] = ()) -> Event:
     """A `titles` event: `kind` is one of `TITLE_KINDS`."""
     if kind not in TITLE_KINDS:

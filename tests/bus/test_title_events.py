@@ -39,8 +39,8 @@ def test_replaced_title_purged_after_redis_comes_back(redis_server: RedisServer,
         await consumer.ensure_group("$")
         redis_server.stop()
         pub = Publisher(pub_client)
-        assert await pub.publish(TITLES, title_event("title.replaced", "a", 2)) is None
-        assert await pub.publish(TITLES, title_event("title.published", "c", 1)) is None
+        assert await pub.publish(TITLES, title_event("title.replaced", "a", "v2")) is None
+        assert await pub.publish(TITLES, title_event("title.published", "c", "v1")) is None
         assert _keys(store) >= {"/media/a/v1/seg_1.m4s", "/titles/a"}  # nothing yet
         redis_server.start()
         assert await pub.flush()
@@ -73,3 +73,33 @@ def test_duplicate_delivery_purges_once(redis_server: RedisServer, tmp_path: Pat
         await purger(ev)  # redelivered: already handled, the new object stays
     asyncio.run(go())
     assert "/media/a/v2/seg_1.m4s" in _keys(store)
+
+
+def test_abr_encode_announces_the_title(redis_server: RedisServer, tiny_source: Path,
+                                        tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from abrstack.bus import Event
+
+    media = tmp_path / "media"
+    base = [sys.executable, "-m", "abrstack", "encode", str(tiny_source), "--title", "t",
+            "--media", str(media), "--segment-s", "2", "--progress", "none",
+            "--redis", redis_server.url]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for extra in ([], ["--force"]):
+        done = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+
+    async def read() -> list[Event]:
+        r = connect(redis_server.url)
+        entries = await r.xrange(TITLES)
+        await r.aclose()
+        return [Event.decode(f[b"e"]) for _i, f in entries]
+    events = asyncio.run(read())
+    assert [e.type for e in events] == ["title.published", "title.replaced"]
+    doc = json.loads((media / "t" / "title.json").read_text())
+    assert events[1].data["version"] == doc["version"] != events[0].data["version"]
+    assert events[1].data["manifests"] == ["/media/t/master.m3u8", "/media/t/manifest.mpd"]
