@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
-from abrstack.bus import Event, MalformedEvent, SeenIds
-from abrstack.events import title_of
+from abrstack.bus import Consumer, Event, MalformedEvent, SeenIds, connect
+from abrstack.events import TITLES, title_of
 from edge.store import TieredStore
 
 log = logging.getLogger(__name__)
@@ -40,3 +41,22 @@ class TitlePurger:
             return
         for target, prefix in purge_targets(title):
             self.purged += await asyncio.to_thread(self.store.purge, target, prefix)
+
+
+async def consume_titles(url: str, store: TieredStore, edge_name: str) -> None:
+    """Run this edge's `titles` consumer (group `edge-<name>`, new events only on first start)
+    until cancelled."""
+    client = connect(url)
+    consumer = Consumer(client, TITLES, f"edge-{edge_name}", f"{edge_name}-{os.getpid()}",
+                        visibility_s=10.0, block_s=1.0)
+    try:
+        while True:
+            try:
+                await consumer.ensure_group("$")
+                break
+            except Exception as e:  # Redis away at start: keep serving, try again
+                log.warning("edge: event bus at %s not reachable (%s); retrying", url, e)
+                await asyncio.sleep(1.0)
+        await consumer.run(TitlePurger(store))
+    finally:
+        await client.aclose()

@@ -103,3 +103,39 @@ def test_abr_encode_announces_the_title(redis_server: RedisServer, tiny_source: 
     doc = json.loads((media / "t" / "title.json").read_text())
     assert events[1].data["version"] == doc["version"] != events[0].data["version"]
     assert events[1].data["manifests"] == ["/media/t/master.m3u8", "/media/t/manifest.mpd"]
+
+
+def test_running_edge_purges_a_replaced_title_published_while_redis_was_down(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    from tests.edge.conftest import Obj, fake_origin, running_edge
+
+    seg = "/media/t/v1/a.m4s"
+    with fake_origin() as (state, url):
+        state.objects[seg] = Obj(b"old", {"Cache-Control": "max-age=31536000, immutable"})
+        with running_edge([url], tmp_path / "cache", redis_url=redis_server.url) as edge:
+            httpx.get(edge.http + seg)
+            assert httpx.get(edge.http + seg).headers["x-cache"] == "HIT"
+            time.sleep(0.3)  # the edge's consumer group exists before the outage
+            redis_server.stop()
+            assert httpx.get(edge.http + seg).headers["x-cache"] == "HIT"  # still serving
+
+            async def publish() -> None:
+                client = connect(redis_server.url)
+                pub = Publisher(client)
+                assert await pub.publish(TITLES, title_event("title.replaced", "t", "v2")) is None
+                redis_server.start()
+                assert await pub.flush()
+                await client.aclose()
+            asyncio.run(publish())
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if httpx.get(edge.http + seg).headers["x-cache"] == "MISS":
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the edge never purged the replaced title")
+            assert state.count(seg) == 2
