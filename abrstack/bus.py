@@ -145,6 +145,25 @@ class Publisher:
                 self._keep(topic, body)
                 return None
 
+    async def publish_many(self, topic: str, events: list[Event]) -> int:
+        """Append `events` in one pipelined round trip; returns how many Redis took (the rest,
+        if it was down, are kept in the outbox in order)."""
+        bodies = [e.encode() for e in events]
+        async with self._lock:
+            if not self.outbox or await self._flush_locked():
+                pipe = self.client.pipeline(transaction=False)
+                for body in bodies:
+                    pipe.xadd(topic, {"e": body}, maxlen=self.maxlen, approximate=True)
+                try:
+                    await pipe.execute()
+                    return len(bodies)
+                except (RedisError, OSError) as e:
+                    # a partly applied pipeline is re-sent whole: at-least-once, ids dedupe
+                    log.warning("bus: %s unreachable (%s); %d events kept", topic, e, len(bodies))
+            for body in bodies:
+                self._keep(topic, body)
+            return 0
+
     async def flush(self) -> bool:
         """Send what the outbox holds; True when it is empty afterwards."""
         async with self._lock:

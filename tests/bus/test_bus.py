@@ -142,3 +142,17 @@ def test_missing_binary_is_one_sentence(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RedisServerError, match="redis-server is not installed"):
         RedisServer(tmp_path / "r").start()
+
+
+def test_publish_many_in_order_and_kept_when_down(redis_server: RedisServer) -> None:
+    async def go() -> None:
+        r = connect(redis_server.url)
+        pub = Publisher(r)
+        assert await pub.publish_many("t", [Event("x", {"n": i}) for i in range(3)]) == 3
+        redis_server.stop()
+        assert await pub.publish_many("t", [Event("x", {"n": i}) for i in range(3, 5)]) == 0
+        redis_server.start()
+        assert await pub.flush()
+        assert [Event.decode(f[b"e"]).data["n"] for _i, f in await r.xrange("t")] == [0, 1, 2, 3, 4]
+        await r.aclose()
+    asyncio.run(go())
