@@ -101,6 +101,8 @@ class EdgeConfig:
     own, so that a request that comes back to it is recognised as a loop (508)."""
     alt_svc: str | None = None
     """``Alt-Svc`` value added to responses over TLS h1/h2 (the h3 shell adds its own)."""
+    redis_url: str | None = None
+    """Event bus: worker 0 purges replaced/deleted titles from ``titles`` (None: no bus)."""
 
 
 class EdgeApp:
@@ -133,6 +135,12 @@ class EdgeApp:
         await self.upstream.start()
         self._prefetch_slots = asyncio.Semaphore(PREFETCH_CONCURRENCY)
         self._spawn(self._housekeeping())
+        if self.cfg.redis_url and self.cfg.worker == "0":
+            # One consumer per edge node: purges reach the other workers through the store's
+            # purge log. Off the serving path: a bus that is down only delays purges.
+            from edge.events import consume_titles
+
+            self._spawn(consume_titles(self.cfg.redis_url, self.store, self.cfg.via_name))
 
     async def shutdown(self) -> None:
         for t in list(self._tasks):

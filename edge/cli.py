@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cert", type=Path, help="PEM certificate (default: self-signed, kept "
                                               "in --cache-dir)")
     p.add_argument("--key", type=Path, help="PEM private key for --cert")
+    p.add_argument("--redis", default=None, metavar="URL",
+                   help="event bus: purge titles that are replaced or deleted (topic titles); "
+                        "default: no bus")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--prefetch", type=int, default=2, metavar="K",
                    help="segments to prefetch after a segment request (default 2)")
@@ -129,7 +132,7 @@ def build_config(args: argparse.Namespace) -> Any:
                                 args.retries),
         cache_dir=args.cache_dir, cache_size_bytes=cache_bytes, memory_size_bytes=mem_bytes,
         disk_policy=args.disk_policy, prefetch_k=args.prefetch, purge_token=token,
-        send_timeout_s=args.send_timeout, via_name=via_name,
+        send_timeout_s=args.send_timeout, via_name=via_name, redis_url=args.redis,
         policy=PolicyConfig(negative_ttl_s=args.negative_ttl, key_params=key_params),
     )
     return ServerConfig(

@@ -78,6 +78,9 @@ def register(subparsers: Any) -> None:
     e.add_argument("--progress", choices=PROGRESS_MODES, default="auto", help=PROGRESS_HELP)
     e.add_argument("--json", action="store_true",
                    help="print title.json instead of a summary (default: summary)")
+    e.add_argument("--redis", default=None, metavar="URL",
+                   help="announce the title on the event bus at URL (topic titles) after it is "
+                        "published (default: no event)")
     e.add_argument("--job-id", default=None,
                    help="record this job id in title.json (used by the job service; default none)")
     e.set_defaults(handler=_encode)
@@ -144,7 +147,14 @@ def _encode(args: argparse.Namespace) -> int:
         subtitles=tuple(args.subtitles), surround=not args.no_surround, deinterlace=args.deinterlace,
         encrypt=args.encrypt, key=args.key, kid=args.kid, license_url=args.license_url,
     )
+    replaced = (args.media / args.title).exists()
     doc = encode(config)
+    if args.redis:
+        from encoder.announce import announce
+
+        if not announce(args.redis, doc, replaced):
+            print(f"warning: title {args.title} is published but the event bus at {args.redis} "
+                  "did not answer; no titles event was sent", file=sys.stderr)
     for note in doc.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     if args.json:
