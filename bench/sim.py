@@ -9,6 +9,11 @@ robustMPC decision written like the reference script (hongzimao/pensieve test/mp
 Python loop over all 6^5 plans), timed over a few decisions and scaled to a 47-decision
 session. Then the whole sweep (every algorithm, every trace) runs with --jobs = all cores.
 Goals (issue 5): bb >= 2,000 sessions/s, robustmpc >= 200, optimal >= 10.
+
+With ``--scheduler local`` only the Dask part runs (issue 15): the sweep of bb, bola and
+robustmpc over every trace on a LocalCluster of 1 and then 2 single-threaded worker
+processes, sessions/s of each (wall time, cluster start excluded) and the speedup.
+With ``--scheduler tcp://HOST:8786`` the same sweep runs once on that cluster's workers.
 """
 
 from __future__ import annotations
@@ -64,10 +69,13 @@ def main() -> int:
     ap.add_argument("--traces", type=Path, dest="trace", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, default=2.0, help="CPU seconds per algorithm (at least one pass)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--scheduler", help="local (1 vs 2 workers) or tcp://HOST:8786: only the Dask sweep")
     args = ap.parse_args()
     video = load_video(str(DATA_DIR / "videos" / "envivio"))
     traces = load_traces([args.trace])
     m = model.pensieve()
+    if args.scheduler:
+        return cluster_bench(args.scheduler, video, traces, m)
     print(f"traces: {args.trace} ({len(traces)}), video envivio, pensieve model, 48 chunks per session")
 
     t0 = time.process_time()
@@ -100,6 +108,29 @@ def main() -> int:
     total = sum(len(r) for r in results.values())
     print(f"sweep: {total} sessions ({len(abr.names())} algorithms x {len(traces)} traces) "
           f"in {wall:.1f} s wall with --jobs {args.jobs}")
+    return 0
+
+
+def cluster_bench(scheduler: str, video, traces, m) -> int:  # type: ignore[no-untyped-def]
+    """Sessions/s of a sweep on Dask workers (issue 15)."""
+    from abrstack.cluster import open_client
+    from player_sim.sweep import run_sweep_cluster
+
+    names = ["bb", "bola", "robustmpc"]
+    rates: dict[int, float] = {}
+    for workers in ([1, 2] if scheduler == "local" else [0]):
+        with open_client(scheduler, workers=workers or None, processes=True) as client:
+            n = len(client.scheduler_info()["workers"])
+            run_sweep_cluster(client, video, traces[:8], names, m)  # warm the workers
+            start = time.monotonic()
+            results = run_sweep_cluster(client, video, traces, names, m)
+            wall = time.monotonic() - start
+        total = sum(len(r) for r in results.values())
+        rates[n] = total / wall
+        print(f"dask sweep: {total} sessions ({', '.join(names)}) on {n} worker(s): "
+              f"{wall:.2f} s wall, {rates[n]:,.0f} sessions/s", flush=True)
+    if 1 in rates and 2 in rates:
+        print(f"speedup 2 vs 1 workers: {rates[2] / rates[1]:.2f}x")
     return 0
 
 

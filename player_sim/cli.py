@@ -46,6 +46,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--plot-traces", help="comma-separated trace file names to plot over time with --out "
                    "(default: the first 3)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (0: all cores; default 1)")
+    p.add_argument("--scheduler", help="run the sessions on Dask: 'local' (a LocalCluster of --jobs "
+                   "workers) or a scheduler address tcp://HOST:8786 (default: no cluster)")
     p.add_argument("--quiet", action="store_true", help="no progress output (default: progress on stderr)")
     p.set_defaults(handler=run_sim)
 
@@ -91,7 +93,13 @@ def run_sim(args: argparse.Namespace) -> int:
     progress = sweep.Progress(len(names) * len(traces), enabled=not args.quiet)
     progress.per_algorithm = len(traces)
     try:
-        results = sweep.run_sweep(video, traces, names, m, jobs, progress)
+        if args.scheduler:
+            from abrstack.cluster import open_client
+
+            with open_client(args.scheduler, workers=jobs) as client:
+                results = sweep.run_sweep_cluster(client, video, traces, names, m, progress)
+        else:
+            results = sweep.run_sweep(video, traces, names, m, jobs, progress)
     finally:
         progress.close()
     summary = report.summarise(results)

@@ -94,3 +94,32 @@ class Progress:
         """Remove the bar."""
         if self.bar is not None:
             self.bar.close()
+
+
+def _run_cluster_block(job: tuple[Task, Video, list[Trace], list[Trace], Model]) -> list[SessionResult]:
+    (algorithm, _lo, _hi), video, warmup, block, model = job
+    return run_sessions(video, block, algorithm, model, warmup)
+
+
+def run_sweep_cluster(client: object, video: Video, traces: list[Trace], algorithms: list[str],
+                      model: Model, on_progress: Callable[[str, int], None] | None = None
+                      ) -> dict[str, list[SessionResult]]:
+    """`run_sweep` with the blocks of sessions as jobs on a Dask cluster (`abrstack.cluster`).
+
+    Each job carries only its own traces (and the warm-up traces before them), so the same
+    block boundaries as ``--jobs N`` apply: results equal ``jobs=1`` except for the
+    cross-session state documented in `run_sweep`.
+    """
+    from abrstack.cluster import run_jobs
+
+    workers = max(1, len(client.scheduler_info().get("workers", {})))  # type: ignore[attr-defined]
+    tasks: list[Task] = [(a, lo, hi) for a in algorithms for lo, hi in _blocks(len(traces), workers * 4)]
+    jobs = [(t, video, traces[max(0, t[1] - WARMUP_SESSIONS) : t[1]], traces[t[1] : t[2]], model)
+            for t in tasks]
+    results = run_jobs(client, _run_cluster_block, jobs, what="sweep block")
+    out: dict[str, list[SessionResult]] = {a: [] for a in algorithms}
+    for task, part in zip(tasks, results, strict=True):
+        out[task[0]].extend(part)
+        if on_progress:
+            on_progress(task[0], task[2] - task[1])
+    return out
