@@ -17,7 +17,7 @@ Rungs. The top rung is the lowest hull bitrate whose VMAF reaches `--target-vmaf
 hull's last point, the source's limit). The bottom rung is at `--min-kbps` (or the hull's
 first point if that is higher). Between them, rungs are spaced by equal steps of VMAF
 (at most `--max-rungs` rungs, no step finer than MIN_VMAF_STEP points), each at the hull
-bitrate interpolated for its VMAF and at the height of the hull vertex at or below it.
+bitrate interpolated for its VMAF and at the height of the nearer hull vertex (in VMAF).
 """
 
 from __future__ import annotations
@@ -108,15 +108,18 @@ def probe_jobs(source: str, codec: str, width: int, height: int, duration_s: flo
 
 
 def run_probe(job: ProbeJob) -> ProbePoint:
-    """Encode and score one probe (two ffmpeg runs); the probe file is removed."""
-    out = Path(job.workdir) / f"p{job.height}x{job.width}-{job.crf}.mkv"
+    """Encode and score one probe (two ffmpeg runs); the probe file is removed.
+
+    Both sides are retimed to frame number / rate before scoring: the probe is MP4 (a
+    Matroska probe's millisecond timestamps paired frames one apart and cost ~15 VMAF)."""
+    out = Path(job.workdir) / f"p{job.height}x{job.width}-{job.crf}.mp4"
     log = out.with_suffix(".json")
     vf = f"select='{job.select}',setpts=N/FRAME_RATE/TB,scale={job.width}:{job.height},format=yuv420p"
     run_ffmpeg(["-i", job.source, "-an", "-sn", "-vf", vf, *FAST[job.codec], "-crf", str(job.crf),
                 str(out)], what=f"probe {job.height}p crf {job.crf}")
     frames_s = _duration(out)
     kbps = out.stat().st_size * 8 / 1000 / frames_s
-    graph = (f"[0:v]setpts=PTS-STARTPTS,scale={job.ref_width}:{job.ref_height}:flags=bicubic,"
+    graph = (f"[0:v]setpts=N/FRAME_RATE/TB,scale={job.ref_width}:{job.ref_height}:flags=bicubic,"
              f"format=yuv420p[d];[1:v]select='{job.select}',setpts=N/FRAME_RATE/TB,"
              f"scale={job.ref_width}:{job.ref_height},format=yuv420p[r];"
              f"[d][r]libvmaf=model={job.model}:n_subsample={VMAF_SUBSAMPLE}:log_fmt=json:"
@@ -172,11 +175,11 @@ def _cross(o: ProbePoint, a: ProbePoint, b: ProbePoint) -> float:
 
 
 def _kbps_at(hull: list[ProbePoint], vmaf: float) -> tuple[float, int]:
-    """Hull bitrate for `vmaf` (linear between vertices) and the height of the vertex below."""
+    """Hull bitrate for `vmaf` (linear between vertices) and the height of the nearer vertex."""
     for a, b in zip(hull, hull[1:], strict=False):
         if a.vmaf <= vmaf <= b.vmaf:
             f = 0.0 if b.vmaf == a.vmaf else (vmaf - a.vmaf) / (b.vmaf - a.vmaf)
-            return a.kbps + f * (b.kbps - a.kbps), (b.height if f > 0.999 else a.height)
+            return a.kbps + f * (b.kbps - a.kbps), (b.height if f >= 0.5 else a.height)
     return hull[-1].kbps, hull[-1].height
 
 

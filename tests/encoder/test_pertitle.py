@@ -100,3 +100,29 @@ def test_a_source_too_short_to_probe_leaves_no_title(tmp_path: Path):
                   "--ladder", "per-title")
     assert res.returncode == 1 and "too short to probe" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "m" / "s").exists()
+
+
+def test_segment_scores_average_the_frames_inside_each_segment():
+    from encoder.quality import segment_scores
+
+    def frame(n: int, vmaf: float) -> dict:
+        return {"frameNum": n, "metrics": {"vmaf": vmaf, "psnr_y": 40.0, "float_ssim": 0.99}}
+
+    segs = [{"duration_s": 2.0}, {"duration_s": 2.0}, {"duration_s": 1.0}]
+    out = segment_scores([frame(0, 90), frame(30, 80), frame(60, 70), frame(90, 60)], segs, 30.0)
+    assert out[0] == {"vmaf": 85.0, "psnr_db": 40.0, "ssim": 0.99, "frames_scored": 2}
+    assert out[1] is not None and out[1]["vmaf"] == 65.0
+    assert out[2] is None
+
+
+def test_quality_scores_every_segment_of_every_rendition(source: Path, tmp_path: Path):
+    res = run_abr("encode", str(source), "--title", "q", "--media", str(tmp_path), "--quality",
+                  "--segment-s", "2", "--progress", "none")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((tmp_path / "q" / "title.json").read_text())
+    video = [r for r in doc["renditions"] if r["kind"] == "video"]
+    for r in video:
+        segs = [s["quality"] for s in r["segments"]]
+        assert len(segs) == 2 and all(0 < q["vmaf"] <= 100 and q["frames_scored"] >= 1 for q in segs)
+        mean = sum(q["vmaf"] for q in segs) / 2
+        assert abs(mean - r["quality"]["vmaf"]) < 3
