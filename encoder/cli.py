@@ -43,7 +43,13 @@ def register(subparsers: Any) -> None:
     e.add_argument("--media", type=Path, default=Path("media"), help="media folder (default media)")
     e.add_argument("--ladder", default="default",
                    help="'default' (1080p 5 Mbps, 720p 2.8, 480p 1.2, 360p 0.6, 240p 0.3) or a "
-                        "ladder JSON file (default: default)")
+                        "ladder JSON file, or 'per-title' (probes + VMAF convex hull; default: default)")
+    e.add_argument("--target-vmaf", type=float, default=None, metavar="V",
+                   help="--ladder per-title: VMAF of the top rung (default 95)")
+    e.add_argument("--max-rungs", type=int, default=None, metavar="N",
+                   help="--ladder per-title: at most N rungs (default 6)")
+    e.add_argument("--min-kbps", type=float, default=None, metavar="K",
+                   help="--ladder per-title: bitrate of the bottom rung (default 200)")
     e.add_argument("--segment-s", type=float, default=4.0, metavar="S",
                    help="target segment duration in seconds, 1 to 30 (default 4)")
     e.add_argument("--codec", default="h264",
@@ -146,6 +152,7 @@ def _encode(args: argparse.Namespace) -> int:
         progress=args.progress, job_id=args.job_id, audio_lang=args.audio_lang,
         subtitles=tuple(args.subtitles), surround=not args.no_surround, deinterlace=args.deinterlace,
         encrypt=args.encrypt, key=args.key, kid=args.kid, license_url=args.license_url,
+        target_vmaf=args.target_vmaf, max_rungs=args.max_rungs, min_kbps=args.min_kbps,
     )
     replaced = (args.media / args.title).exists()
     doc = encode(config)

@@ -70,6 +70,12 @@ class EncodeConfig:
     """The key id (32 hex digits); default: made."""
     license_url: str | None = None
     """The licence server URL written into the manifests (the seam for Widevine/FairPlay)."""
+    target_vmaf: float | None = None
+    """`--ladder per-title`: VMAF of the top rung (default 95)."""
+    max_rungs: int | None = None
+    """`--ladder per-title`: at most this many rungs (default 6)."""
+    min_kbps: float | None = None
+    """`--ladder per-title`: the bottom rung's bitrate (default 200)."""
 
 
 def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
@@ -100,8 +106,30 @@ def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
     sides = tuple(parse_side_subtitle(arg) for arg in config.subtitles)
     for side in sides:
         check_subtitle_file(side)
-    rungs = load_ladder(config.ladder)
+    per_title = config.ladder == "per-title"
+    if not per_title and (config.target_vmaf, config.max_rungs, config.min_kbps) != (None,) * 3:
+        raise LadderError("--target-vmaf, --max-rungs and --min-kbps need --ladder per-title")
+    if per_title:
+        from encoder.pertitle import check_options
+
+        if len(codecs) > 1:
+            raise LadderError("--ladder per-title takes one codec (h264, vp9 or av1), not a list")
+        check_options(*_per_title_options(config))
+    rungs = () if per_title else load_ladder(config.ladder)
     info = probe(config.source)
+    record = None
+    if per_title:
+        from encoder.pertitle import per_title_ladder
+
+        bar = Progress("probes", 1.0, config.progress)
+        try:
+            target, most, least = _per_title_options(config)
+            rungs, record = per_title_ladder(
+                str(info.path), codecs[0], info.width, info.height, info.duration_s,
+                target_vmaf=target, max_rungs=most, min_kbps=least,
+                on_done=lambda done, total: bar.update(done / total))
+        finally:
+            bar.close()
     notes: list[str] = []
     interlace = _interlace(info, config.deinterlace)
     fps = output_fps(info.fps * (2 if interlace["deinterlaced"] else 1))
@@ -142,8 +170,15 @@ def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
     if any(r.fps_divisor > 1 for r in renditions):
         low = max(r.height for r in renditions if r.fps_divisor > 1)
         notes.append(f"rungs up to {low}p run at half rate ({float(fps) / 2:g} fps)")
-    plan = replace(plan, notes=tuple(notes), encryption=encryption, license_url=config.license_url)
+    plan = replace(plan, notes=tuple(notes), encryption=encryption, license_url=config.license_url,
+                   per_title=record)
     return plan, replace(info, interlace=interlace)
+
+
+def _per_title_options(config: EncodeConfig) -> tuple[float, int, float]:
+    return (95.0 if config.target_vmaf is None else config.target_vmaf,
+            6 if config.max_rungs is None else config.max_rungs,
+            200.0 if config.min_kbps is None else config.min_kbps)
 
 
 def _interlace(info: SourceInfo, mode: str) -> dict[str, Any]:
@@ -188,6 +223,8 @@ def encode(config: EncodeConfig, cancel: threading.Event | None = None) -> dict[
                     r["quality"] = scores[r["id"]]
         if config.job_id is not None:
             doc["job_id"] = config.job_id
+        if plan.per_title is not None:
+            doc["per_title"] = plan.per_title
         (staged / "title.json").write_text(json.dumps(doc, indent=2) + "\n")
         verify_title(staged, doc)
         publish(staged, media, config.title, force=config.force)

@@ -116,6 +116,8 @@ class EncodePlan:
     """CENC-encrypt every video and audio sample with this key."""
     license_url: str | None = None
     """The licence server players ask for the key (written into the manifests)."""
+    per_title: dict[str, Any] | None = None
+    """`--ladder per-title`: the probes, the hull and why each rung was chosen."""
 
     @property
     def gop_frames(self) -> int:

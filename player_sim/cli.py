@@ -45,6 +45,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--plots", type=Path, dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--plot-traces", help="comma-separated trace file names to plot over time with --out "
                    "(default: the first 3)")
+    p.add_argument("--qoe", choices=["lin", "vmaf"], default="lin",
+                   help="lin: QoE_lin on bitrate; vmaf: also the quality-aware QoE on per-segment VMAF "
+                   "(Comyco's weights; needs a title encoded with --quality) (default: lin)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (0: all cores; default 1)")
     p.add_argument("--scheduler", help="run the sessions on Dask: 'local' (a LocalCluster of --jobs "
                    "workers) or a scheduler address tcp://HOST:8786 (default: no cluster)")
@@ -88,6 +91,9 @@ def run_sim(args: argparse.Namespace) -> int:
         missing = set(t.strip() for t in args.plot_traces.split(",")) - {t.name for t in traces}
         if missing:
             raise PlayerError(f"--plot-traces names traces that are not in the sweep: {', '.join(sorted(missing))}")
+    if args.qoe == "vmaf" and video.vmaf is None:
+        raise PlayerError(f"--qoe vmaf needs per-segment VMAF, and video {video.name} has none "
+                          "(encode it with abr encode --quality)")
     m = model.by_name(args.model, args.buffer_s)
     jobs = args.jobs or os.cpu_count() or 1
     progress = sweep.Progress(len(names) * len(traces), enabled=not args.quiet)
@@ -103,12 +109,23 @@ def run_sim(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     summary = report.summarise(results)
+    vsum = None
+    if args.qoe == "vmaf":
+        from player_sim import qoe_vmaf
+
+        assert video.vmaf is not None
+        vsum = qoe_vmaf.summarise({name: [qoe_vmaf.vmaf_qoe(s.records, video.vmaf, s.startup_s) for s in sessions]
+                                   for name, sessions in results.items()})
+        for name, extra in vsum.items():
+            summary[name].update({k: v for k, v in extra.items() if k.startswith("vmaf")})
     if args.json:
         print(report.to_json(summary))
     else:
         print(f"model {m.name}, video {video.name} ({video.levels} levels, {video.segment_s:g}-s segments), "
               f"{len(traces)} traces")
         print(report.table(summary))
+        if vsum is not None:
+            print(qoe_vmaf.table(vsum))
     if args.csv:
         report.write_csv(results, args.csv)
     if args.out:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class Video:
     """Duration of every segment, seconds."""
     sizes_bytes: tuple[tuple[int, ...], ...]
     """``sizes_bytes[level][segment]``: the size of each segment at each level."""
+    vmaf: tuple[tuple[float, ...], ...] | None = None
+    """``vmaf[level][segment]``: per-segment VMAF (a title encoded with --quality), else None."""
 
     @property
     def levels(self) -> int:
@@ -120,7 +122,11 @@ def parse_title(name: str, data: Any) -> Video:
     except (ValueError, TypeError, KeyError, AttributeError):
         raise PlayerError(f"title {name}: title.json lacks renditions with bitrates and segment sizes") from None
     # The last segment is usually shorter; it is still one decision for the player.
-    return make_video(name, bitrates, seg_s, sizes)
+    video = make_video(name, bitrates, seg_s, sizes)
+    scores = [[s.get("quality", {}).get("vmaf") for s in r["segments"]] for r in renditions]
+    if all(v is not None for row in scores for v in row):
+        video = replace(video, vmaf=tuple(tuple(float(v) for v in row) for row in scores))
+    return video
 
 
 def _read(path: Path) -> str:
