@@ -28,6 +28,7 @@ import json
 import os
 from pathlib import Path
 
+from abrstack.procs import pid_alive
 from edge.clock import SYSTEM_CLOCK, Clock
 from edge.collapse import Head, HeadKind, Inflight
 from edge.policy import Headers
@@ -68,13 +69,7 @@ class SharedFetch:
         """Another (live) worker mirrors this fetch now."""
         for marker in self._stem.parent.glob(self._stem.name + ".f*"):
             pid = marker.suffix[2:]
-            if pid.isdigit() and int(pid) != os.getpid():
-                try:
-                    os.kill(int(pid), 0)
-                except ProcessLookupError:
-                    continue
-                except PermissionError:
-                    pass
+            if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
                 return True
         return False
 
@@ -107,13 +102,7 @@ class SharedFetch:
             return True
         if pid <= 0:
             return age > 1.0  # being written
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return not pid_alive(pid)
 
     def publish_head(self, head: Head) -> None:
         self._fd = os.open(self.body, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)

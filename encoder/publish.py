@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from abrstack.procs import pid_alive
 from encoder.errors import PublishError
 
 TITLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -53,18 +54,9 @@ def remove_stale(media: Path) -> None:
     """Remove temporary folders left by encodes whose process is gone (killed, crashed)."""
     for entry in media.glob(f"{TMP_PREFIX}*"):
         m = re.fullmatch(rf"{re.escape(TMP_PREFIX)}(?:old-)?.*-(\d+)-[^-]+", entry.name)
-        if m and not _alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def publish(staged: Path, media: Path, title: str, *, force: bool) -> Path:

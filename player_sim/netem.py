@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from abrstack.procs import pid_alive
 from player_sim.errors import PlayerError
 from player_sim.linkmodel import Direction, LinkConfig, PacketLogged, Queue, parse_opportunities
 
@@ -56,15 +57,6 @@ def _ip(*args: str, check: bool = True) -> None:
         raise PlayerError(f"ip {' '.join(args)} failed: {r.stderr.strip()}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def clean_stale() -> list[str]:
     """Delete namespaces ``abr-<pid>-*`` of pids that no longer run; their names."""
@@ -73,7 +65,7 @@ def clean_stale() -> list[str]:
     for line in r.stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         parts = name.split("-")
-        if len(parts) >= 3 and name.startswith(PREFIX) and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+        if len(parts) >= 3 and name.startswith(PREFIX) and parts[1].isdigit() and not pid_alive(int(parts[1])):
             _ip("netns", "delete", name, check=False)
             removed.append(name)
     return removed
