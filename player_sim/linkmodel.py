@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from player_sim.errors import PlayerError
-from player_sim.traces import MAHIMAHI_PACKET_BYTES, Trace, parse_trace
+from player_sim.traces import MAHIMAHI_PACKET_BYTES, Trace, mahimahi_stamps, parse_trace
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,7 @@ def parse_opportunities(name: str, text: str) -> Opportunities:
     """Mahimahi time stamps as they are; cooked and sabre traces converted."""
     first = text.lstrip().split("\n", 1)[0].split()
     if len(first) == 1 and first[0].isdigit():
-        stamps = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line:
-                continue
-            if not line.isdigit():
-                raise PlayerError(f"trace {name} line {lineno} is not a Mahimahi millisecond time stamp: {line[:40]!r}")
-            stamps.append(int(line))
+        stamps = mahimahi_stamps(name, text)
         if stamps != sorted(stamps) or stamps[-1] <= 0:
             raise PlayerError(f"trace {name} time stamps must rise and end after 0 ms")
         return Opportunities(name, tuple(stamps), stamps[-1])

@@ -122,8 +122,8 @@ def parse_sabre(name: str, text: str) -> Trace:
     )
 
 
-def parse_mahimahi(name: str, text: str, bin_ms: int = MAHIMAHI_BIN_MS) -> Trace:
-    """Parse a Mahimahi packet-delivery trace into ``bin_ms`` periods of constant bandwidth."""
+def mahimahi_stamps(name: str, text: str) -> list[int]:
+    """A Mahimahi trace's delivery time stamps (ms), one per line."""
     stamps: list[int] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -132,6 +132,12 @@ def parse_mahimahi(name: str, text: str, bin_ms: int = MAHIMAHI_BIN_MS) -> Trace
         if not line.isdigit():
             raise PlayerError(f"trace {name} line {lineno} is not a Mahimahi millisecond time stamp: {line[:40]!r}")
         stamps.append(int(line))
+    return stamps
+
+
+def parse_mahimahi(name: str, text: str, bin_ms: int = MAHIMAHI_BIN_MS) -> Trace:
+    """Parse a Mahimahi packet-delivery trace into ``bin_ms`` periods of constant bandwidth."""
+    stamps = mahimahi_stamps(name, text)
     if not stamps:
         raise PlayerError(f"trace {name} is empty")
     end_ms = max(stamps[-1], 1)
