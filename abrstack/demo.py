@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from player_sim.play_cli import add_link_options
+
 DEMO_TRACE = Path(__file__).resolve().parent.parent / "player_sim" / "data" / "traces" / "hsdpa" / \
     "report.2011-02-14_2139CET.json"
 """HSDPA 3G trace (Riiser et al., MMSys 2013): 0-9 Mbps, mean 1.9 Mbps, with latencies."""
@@ -47,15 +49,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--protocol", default="h1,h2,h3", metavar="LIST",
                    help="comma-separated protocols to play over, of h1, h2, h3 (default h1,h2,h3)")
     p.add_argument("--protocols", dest="protocol", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--emulate", type=Path, metavar="TRACE",
-                   help="packet-level link emulation (root): each protocol's player in a network namespace, "
-                   "the edge reached over a Mahimahi-style link driven by TRACE (default: off; exclusive "
-                   "with --trace)")
-    p.add_argument("--delay-ms", type=float, default=0.0, help="with --emulate: one-way delay, ms (default 0)")
-    p.add_argument("--loss", type=float, default=0.0, help="with --emulate: random loss per packet (default 0)")
-    p.add_argument("--queue-bytes", type=int, help="with --emulate: drop-tail queue bound (default unbounded)")
-    p.add_argument("--aqm", choices=["droptail", "codel"], default="droptail",
-                   help="with --emulate: queue discipline, drop-tail or CoDel (RFC 8289) (default droptail)")
+    add_link_options(p, "each protocol's player in a network namespace, the edge reached over a "
+                     "Mahimahi-style link driven by TRACE")
     p.add_argument("--fresh", action="store_true",
                    help="remake the sample and re-encode (default: reuse them when present)")
     p.set_defaults(handler=run_demo)

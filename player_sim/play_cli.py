@@ -9,6 +9,17 @@ from pathlib import Path
 from typing import Any
 
 
+def add_link_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--emulate TRACE`` and the link's options (``abr play``, ``abr demo``)."""
+    p.add_argument("--emulate", type=Path, metavar="TRACE",
+                   help=f"packet-level link emulation (root): {what} (default: off; exclusive with --trace)")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="with --emulate: one-way delay per direction, ms (default 0)")
+    p.add_argument("--loss", type=float, default=0.0, help="with --emulate: random loss per packet, 0..1 (default 0)")
+    p.add_argument("--queue-bytes", type=int, help="with --emulate: drop-tail queue bound (default unbounded)")
+    p.add_argument("--aqm", choices=["droptail", "codel"], default="droptail",
+                   help="with --emulate: queue discipline, drop-tail or CoDel (RFC 8289) (default droptail)")
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "play", help="play a title over real HTTP (h1/h2/h3) with an ABR algorithm and report QoE",
@@ -19,15 +30,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--protocol", choices=["h1", "h2", "h3"], help="default: h1 for http://, h2 for https://")
     p.add_argument("--abr", default="dynamic", help="ABR algorithm (abr abr-list; default dynamic, as dash.js)")
     p.add_argument("--trace", type=Path, help="bandwidth trace file, or a folder (player i gets trace i)")
-    p.add_argument("--emulate", type=Path, metavar="TRACE",
-                   help="packet-level link emulation (root): players and server in two network namespaces "
-                   "joined by a Mahimahi-style link driven by TRACE (Mahimahi, cooked or sabre); exclusive "
-                   "with --trace")
-    p.add_argument("--delay-ms", type=float, default=0.0, help="with --emulate: one-way delay per direction, ms (default 0)")
-    p.add_argument("--loss", type=float, default=0.0, help="with --emulate: random loss per packet, 0..1 (default 0)")
-    p.add_argument("--queue-bytes", type=int, help="with --emulate: drop-tail queue bound (default unbounded)")
-    p.add_argument("--aqm", choices=["droptail", "codel"], default="droptail",
-                   help="with --emulate: queue discipline, drop-tail or CoDel (RFC 8289) (default droptail)")
+    add_link_options(p, "players and server in two network namespaces joined by a Mahimahi-style "
+                     "link driven by TRACE (Mahimahi, cooked or sabre)")
     p.add_argument("--packet-log", type=Path, help="with --emulate: per-packet queueing delay and drops (CSV)")
     p.add_argument("--compare", metavar="LIST",
                    help="compare protocols (e.g. h1,h2,h3) on the same trace and edge: --sessions each, "
