@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from abrstack.errors import AbrError
+from abrstack.procs import stop_process
 
 
 class RedisServerError(AbrError):
@@ -73,14 +74,8 @@ class RedisServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()  # SIGTERM: redis flushes the append-only file and exits
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc, 10)  # SIGTERM: redis flushes the append-only file and exits
 
     @property
     def running(self) -> bool:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from abrstack.procs import pid_alive
+from abrstack.procs import pid_alive, stop_process
 from player_sim.errors import PlayerError
 from player_sim.linkmodel import Direction, LinkConfig, PacketLogged, Queue, parse_opportunities
 
@@ -237,13 +237,7 @@ class EmulatedLink:
                 p.wait()
         self._children.clear()
         if self._forwarder is not None:
-            if self._forwarder.poll() is None:
-                self._forwarder.terminate()
-                try:
-                    self._forwarder.wait(5)
-                except subprocess.TimeoutExpired:
-                    self._forwarder.kill()
-                    self._forwarder.wait()
+            stop_process(self._forwarder, 5)
             self._forwarder = None
         for ns in (self.server_ns, self.client_ns):
             _ip("netns", "delete", ns, check=False)
