@@ -1,0 +1,1 @@
+"""abrstack's steering service: which edge serves which title (``abr steer``)."""
