@@ -1,5 +1,5 @@
 """HTTP clients for the real player, one connection per session as a browser would:
-aiohttp for HTTP/1.1, httpx for HTTP/2 (TLS + ALPN), aioquic (edge.h3client) for HTTP/3.
+aiohttp for HTTP/1.1, our thin client on `h2` for HTTP/2 (TLS + ALPN), aioquic (edge.h3client) for HTTP/3.
 
 Every client offers one call, :meth:`HttpClient.request`: send a GET, report the reply
 (status, headers, negotiated protocol), then hand the body over chunk by chunk to an
@@ -156,50 +156,36 @@ class H1Client(HttpClient):
 
 
 class H2Client(HttpClient):
-    """HTTP/2 over one TLS connection (httpx with h2)."""
+    """HTTP/2 over one TLS connection (player_sim.h2client, on the h2 state machine)."""
 
     protocol = "h2"
 
     def __init__(self, cafile: str | None = None, insecure: bool = False) -> None:
         super().__init__()
-        self._verify = ssl_context(cafile, insecure)
-        self._client: Any = None
+        from player_sim.h2client import H2Connection, tls_context
 
-    def _get(self) -> Any:
-        import httpx
-
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                http1=False, http2=True, verify=self._verify, follow_redirects=False,
-                timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-                limits=httpx.Limits(max_connections=1), trust_env=False,
-            )
-        return self._client
+        self._conn = H2Connection(tls_context(cafile, insecure), CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
 
     async def request(self, url: str, headers: dict[str, str], on_chunk: OnChunk,
                       method: str = "GET") -> Reply:
-        import httpx
-
         if not url.startswith("https://"):
             raise PlayerError(f"HTTP/2 needs an https:// URL (TLS with ALPN): {url}")
         try:
-            async with self._get().stream(method, url, headers=headers) as r:
-                self.reached.add(host_port(url))
-                reply = Reply(r.status_code, {k.lower(): v for k, v in r.headers.items()},
-                              r.http_version.replace("HTTP/", ""))
-                async for chunk in r.aiter_raw():
+            status, head, body = await self._conn.request(method, url, headers)
+            self.reached.add(host_port(url))
+            try:
+                async for chunk in body:
                     if not await on_chunk(chunk):
-                        break  # leaving the block resets the stream (RST_STREAM)
-                return reply
-        except (httpx.TransportError, OSError) as exc:
+                        break  # closing the body resets the stream (RST_STREAM)
+            finally:
+                body.close()
+            return Reply(status, head, "2")
+        except (TimeoutError, OSError, ConnectionError, ssl.SSLError) as exc:
             await self.close()
             raise failure(exc, url, self.reached) from None
 
     async def close(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.aclose()
-            self._client = None
+        await self._conn.close()
 
 
 class H3Client(HttpClient):
