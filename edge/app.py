@@ -34,6 +34,7 @@ from edge.collapse import HeadKind, Inflight
 from edge.errors import PathRejected
 from edge.exchange import Exchange, Receive, Scope, Send, disconnected, read_body
 from edge.fill import Admit, Filler, admit
+from edge.health import Counters
 from edge.metrics import EdgeMetrics
 from edge.policy import (
     Entry,
@@ -102,7 +103,10 @@ class EdgeConfig:
     alt_svc: str | None = None
     """``Alt-Svc`` value added to responses over TLS h1/h2 (the h3 shell adds its own)."""
     redis_url: str | None = None
-    """Event bus: worker 0 purges replaced/deleted titles from ``titles`` (None: no bus)."""
+    """Event bus: worker 0 purges replaced/deleted titles from ``titles``, every worker
+    publishes its ``edge.health`` heartbeat (None: no bus)."""
+    name: str = ""
+    """This edge's name in the fleet (heartbeats, steering pathway); empty: ``via_name``."""
 
 
 class EdgeApp:
@@ -141,6 +145,11 @@ class EdgeApp:
             from edge.events import consume_titles
 
             self._spawn(consume_titles(self.cfg.redis_url, self.store, self.cfg.via_name))
+        if self.cfg.redis_url:
+            from edge.health import publish_health
+
+            self._spawn(publish_health(self.cfg.redis_url, self.cfg.name or self.cfg.via_name,
+                                       self.cfg.worker, self))
 
     async def shutdown(self) -> None:
         for t in list(self._tasks):
@@ -148,6 +157,14 @@ class EdgeApp:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.upstream.close()
         self.store.disk.close()
+
+    async def counters(self) -> Counters:
+        """This worker's totals now, for its ``edge.health`` heartbeat (:mod:`edge.health`)."""
+        disk = await asyncio.to_thread(self.store.disk.size_bytes)
+        m = self.metrics
+        return Counters(self.clock(), m.requests_total, m.body_bytes_total, self._active,
+                        m.hit_ratio_value, disk + self.store.memory.size_bytes,
+                        self.cfg.cache_size_bytes)
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

@@ -73,6 +73,9 @@ class EdgeMetrics:
             "edge_cache_bytes", "Bytes held per cache tier", ["tier", "worker"], registry=r)
         self._hits = 0
         self._lookups = 0
+        self.requests_total = 0
+        self.body_bytes_total = 0
+        """Plain totals for the edge.health heartbeat (the counters above carry labels)."""
         self._ratio = self.hit_ratio.labels(worker)
         self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
 
@@ -84,6 +87,8 @@ class EdgeMetrics:
                 self.requests.labels(protocol, str(status), cache, self.worker),
                 self.bytes_out.labels(protocol, self.worker))
         child[0].inc()
+        self.requests_total += 1
+        self.body_bytes_total += body_bytes
         if body_bytes:
             child[1].inc(body_bytes)
         if cache != "NONE":
@@ -91,6 +96,10 @@ class EdgeMetrics:
             if cache.split(";")[0] in ("HIT", "STALE", "REVALIDATED"):
                 self._hits += 1
             self._ratio.set(self._hits / self._lookups)
+
+    @property
+    def hit_ratio_value(self) -> float:
+        return self._hits / self._lookups if self._lookups else 0.0
 
     def observe_step(self, step: str, outcome: str) -> None:
         self.fill_steps.labels(step, outcome, self.worker).inc()
