@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from steer.hrw import assign
-
 from edge.proactive import FillPlan, plan_segments, variant_paths
+from steer.hrw import assign
 from tests.conftest import TinyTitle
 
 
