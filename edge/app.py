@@ -28,6 +28,7 @@ import os
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 from edge.beacon import Beacons
@@ -105,6 +106,13 @@ class EdgeConfig:
     """``Alt-Svc`` value added to responses over TLS h1/h2 (the h3 shell adds its own)."""
     redis_url: str | None = None
     """Event bus: worker 0 purges replaced/deleted titles from ``titles`` (None: no bus)."""
+    fleet_edges: tuple[str, ...] = ()
+    """Every edge's name in this fleet (proactive fill's HRW node set; empty: no fill)."""
+    fill_segments: int = 0
+    """Proactive fill: first K segments of every rendition of a published title this edge
+    is assigned (0: off)."""
+    fill_replicas: int = 1
+    """Proactive fill: edges per title."""
 
 
 class EdgeApp:
@@ -144,7 +152,39 @@ class EdgeApp:
             # purge log. Off the serving path: a bus that is down only delays purges.
             from edge.events import consume_titles
 
-            self._spawn(consume_titles(self.cfg.redis_url, self.store, self.cfg.via_name))
+            self._spawn(consume_titles(self.cfg.redis_url, self.store, self.cfg.via_name,
+                                       self._proactive()))
+
+    def _proactive(self) -> Any:
+        """The proactive filler when this edge is part of a fleet (else None)."""
+        if not self.cfg.fleet_edges or self.cfg.fill_segments <= 0:
+            return None
+        from edge.proactive import FillPlan, ProactiveFiller
+
+        plan = FillPlan(self.cfg.via_name, self.cfg.fleet_edges, self.cfg.fill_segments,
+                        self.cfg.fill_replicas)
+        return ProactiveFiller(plan, self.warm, self.metrics.observe_fill_object,
+                               self.metrics.observe_fill_title)
+
+    async def warm(self, path: str) -> bytes | None:
+        """Bring ``path`` into the cache through the miss path, with no client (proactive
+        fill); its body when it is a 200, else None."""
+        key = cache_key(path, "", self.cfg.policy.key_params)
+        hit = self.store.lookup_memory(key)
+        if hit is None:
+            flight = self.inflight.get(key)
+            if flight is None:
+                flight = self.filler.register(key, keep=True)
+                await self.filler.run(flight, _path_qs(path, ""))
+            else:
+                with contextlib.suppress(Exception):  # its failure is reported as None
+                    if (await flight.head).kind is HeadKind.BODY:
+                        async for _ in flight.follow():
+                            pass
+            hit = self.store.lookup_memory(key)
+            if hit is None:
+                hit = await asyncio.to_thread(self.store.lookup_disk, key)
+        return hit.body if hit is not None and hit.entry.status == 200 else None
 
     async def shutdown(self) -> None:
         for t in list(self._tasks):
