@@ -113,8 +113,10 @@ def test_other_methods_and_the_edge_without_a_bus(qoe_stack: QoeStack) -> None:
     assert r.status_code == 503
     assert r.text == ("QoE beacons are off: this edge runs without --redis "
                       "(no event bus to append them to).\n")
+    assert httpx.post(f"{qoe_stack.edge_http}/beacon", json=beacon()).status_code == 202
     metrics = httpx.get(f"{qoe_stack.edge_http}/metrics").text
     assert 'edge_beacons_total{outcome="accepted",worker="0"}' in metrics
+    assert 'edge_beacons_total{outcome="rejected",worker="0"}' in metrics
 
 
 def test_redis_down_edge_answers_fast_and_sends_later(tiny_title: Any, tmp_path: Path) -> None:
