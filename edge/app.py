@@ -1,6 +1,7 @@
 """The edge as an ASGI application (protocol-agnostic: granian speaks h1/h2, the QUIC server h3).
 
-Per request: own endpoints (``/healthz``, ``/metrics``, ``POST /purge``, CORS preflight),
+Per request: own endpoints (``/healthz``, ``/metrics``, ``POST /purge``, ``POST /beacon``
+(:mod:`edge.beacon`), CORS preflight),
 else the cache. Where an object comes from is the miss path's state machine
 (:mod:`edge.fill`: memory → in-flight → disk → cross-worker lock/mirror → origin → store);
 freshness is :mod:`edge.policy`; what is answered (range, 304/412/416, CORS, headers) is
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from edge.beacon import Beacons
 from edge.clock import SYSTEM_CLOCK, Clock
 from edge.collapse import HeadKind, Inflight
 from edge.errors import PathRejected
@@ -135,6 +137,7 @@ class EdgeApp:
         self._prefetching: set[str] = set()
         self._started = False
         self._active = 0
+        self.beacons = Beacons(cfg.redis_url, cfg.via_name, cfg.worker, self.metrics.registry)
 
     # ------------------------------------------------------------------ lifecycle
     async def startup(self) -> None:
@@ -144,6 +147,7 @@ class EdgeApp:
         await self.upstream.start()
         self._prefetch_slots = asyncio.Semaphore(PREFETCH_CONCURRENCY)
         self._spawn(self._housekeeping())
+        self.beacons.start(self._spawn)  # POST /beacon -> topic qoe, off the serving path
         if self.cfg.redis_url and self.cfg.worker == "0":
             # One consumer per edge node: purges reach the other workers through the store's
             # purge log. Off the serving path: a bus that is down only delays purges.
@@ -292,6 +296,9 @@ class EdgeApp:
             return
         if path_raw == "/purge":
             await self._purge(ctx, receive, query)
+            return
+        if path_raw == "/beacon":
+            await self.beacons.handle(ctx, receive)
             return
         if method == "OPTIONS":
             await ctx.send_full(204, [

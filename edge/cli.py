@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
                                               "in --cache-dir)")
     p.add_argument("--key", type=Path, help="PEM private key for --cert")
     p.add_argument("--redis", default=None, metavar="URL",
-                   help="event bus: purge titles that are replaced or deleted (topic titles); "
+                   help="event bus: purge titles that are replaced or deleted (topic titles) and take "
+                        "QoE beacons on POST /beacon (topic qoe); "
                         "default: no bus")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--prefetch", type=int, default=2, metavar="K",
