@@ -341,7 +341,13 @@ def register(subparsers: Any) -> None:
                     "--shield are its shorthand): a private Redis, an origin, a shield tier, "
                     "N edges and the steering service as background processes.")
     sub = p.add_subparsers(dest="fleet_command", metavar="ACTION")
-    u = sub.add_parser("up", help="start the fleet, print its endpoints, write STATE/fleet.json")
+    u = sub.add_parser(
+        "up", help="start the fleet, print its endpoints, write STATE/fleet.json",
+        description="Start (unless given) a private Redis, an origin, a shield, N edges and "
+                    "the steering service as background processes, wait until each answers "
+                    "/healthz, print every endpoint (each edge's h1, h2, h3 URLs and SPKI), "
+                    "write STATE/fleet.json and return. Caches live in STATE/cache and "
+                    "survive a down/up.")
     u.add_argument("--spec", type=Path, default=None, metavar="FILE",
                    help="fleet spec (YAML, see deploy/fleet.example.yaml); the other options "
                         "override it")
@@ -358,12 +364,23 @@ def register(subparsers: Any) -> None:
                    help="state folder: fleet.json, logs, caches (default .fleet)")
     u.add_argument("--json", action="store_true", help="print fleet.json instead of a table")
     u.set_defaults(handler=_up)
-    s = sub.add_parser("status", help="each service: up/down, load, hit ratio, titles held")
-    s.add_argument("--state", type=Path, default=Path(".fleet"), help="state folder")
+    s = sub.add_parser(
+        "status", help="each service: up/down, load, hit ratio, titles held",
+        description="Ask each service of the fleet in STATE/fleet.json (/healthz, /metrics): "
+                    "up or down, requests being answered, hit ratio, origin offload (share of "
+                    "bytes served without an upstream fetch), titles held, titles filled "
+                    "proactively; then the fleet-wide figures. Exit code 1 if one is down.")
+    s.add_argument("--state", type=Path, default=Path(".fleet"),
+                   help="state folder (default .fleet)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(handler=_status)
-    d = sub.add_parser("down", help="stop every service of the fleet")
-    d.add_argument("--state", type=Path, default=Path(".fleet"), help="state folder")
+    d = sub.add_parser(
+        "down", help="stop every service of the fleet",
+        description="Stop the processes that STATE/fleet.json names (edges first, Redis "
+                    "last; SIGTERM, then SIGKILL after 10 s), checking each pid still runs "
+                    "the command it was started with.")
+    d.add_argument("--state", type=Path, default=Path(".fleet"),
+                   help="state folder (default .fleet)")
     d.set_defaults(handler=_down)
 
     def _help(args: argparse.Namespace) -> int:
