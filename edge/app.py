@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -155,6 +156,12 @@ class EdgeApp:
             self._spawn(consume_titles(self.cfg.redis_url, self.store, self.cfg.via_name,
                                        self._proactive()))
 
+    def _titles_held(self) -> int:
+        """Blocking: how many titles have an object in the cache (``fleet status``)."""
+        keys = set(self.store.memory.keys())
+        keys.update(itertools.islice(self.store.disk.keys(), 200_000))
+        return len({k.split("/")[2] for k in keys if k.startswith("/media/") and k.count("/") > 2})
+
     def _proactive(self) -> Any:
         """The proactive filler when this edge is part of a fleet (else None)."""
         if not self.cfg.fleet_edges or self.cfg.fill_segments <= 0:
@@ -208,6 +215,10 @@ class EdgeApp:
                 self.metrics.cache_bytes.labels("disk", self.cfg.worker).set(volume)
                 self.metrics.cache_bytes.labels("memory", self.cfg.worker).set(
                     self.store.memory.size_bytes)
+                self.metrics.active.labels(self.cfg.worker).set(self._active)
+                if self.cfg.worker == "0":
+                    titles = await asyncio.to_thread(self._titles_held)
+                    self.metrics.titles.labels(self.cfg.worker).set(titles)
             except Exception:  # noqa: BLE001 - housekeeping must never die
                 log.exception("housekeeping failed")
             for _ in range(2):

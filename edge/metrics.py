@@ -72,9 +72,10 @@ class EdgeMetrics:
         self.offload_ratio = Gauge(
             "edge_offload_ratio", "Share of response body bytes served without an upstream "
             "fetch (HIT/STALE/REVALIDATED)", ["worker"], registry=r)
-        self.cached_bytes_out = Counter(
-            "edge_response_body_bytes_cached", "Response body bytes served from cache",
-            ["worker"], registry=r)
+        self.object_bytes = Counter(
+            "edge_object_bytes", "Body bytes of cached-path answers (objects, not /metrics "
+            "or /healthz), by source: cache (HIT/STALE/REVALIDATED) or upstream (a fetch)",
+            ["source", "worker"], registry=r)
         self.fill_objects = Counter(
             "edge_proactive_fill_objects", "Objects fetched by proactive fill, by outcome",
             ["outcome", "worker"], registry=r)
@@ -85,6 +86,11 @@ class EdgeMetrics:
         self.fill_seconds = Gauge(
             "edge_proactive_fill_last_seconds", "Seconds the last proactive fill took",
             ["worker"], registry=r)
+        self.active = Gauge(
+            "edge_active_requests", "Requests being answered now", ["worker"], registry=r)
+        self.titles = Gauge(
+            "edge_titles_cached", "Titles with at least one object in the cache",
+            ["worker"], registry=r)
         self.cache_bytes = Gauge(
             "edge_cache_bytes", "Bytes held per cache tier", ["tier", "worker"], registry=r)
         self._hits = 0
@@ -93,7 +99,8 @@ class EdgeMetrics:
         self._bytes = 0
         self._cached_bytes = 0
         self._offload = self.offload_ratio.labels(worker)
-        self._cached_out = self.cached_bytes_out.labels(worker)
+        self._from_cache = self.object_bytes.labels("cache", worker)
+        self._from_upstream = self.object_bytes.labels("upstream", worker)
         self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
 
     def observe_request(self, protocol: str, status: int, cache: str, body_bytes: int) -> None:
@@ -116,7 +123,9 @@ class EdgeMetrics:
                 self._bytes += body_bytes
                 if cached:
                     self._cached_bytes += body_bytes
-                    self._cached_out.inc(body_bytes)
+                    self._from_cache.inc(body_bytes)
+                else:
+                    self._from_upstream.inc(body_bytes)
                 self._offload.set(self._cached_bytes / self._bytes)
 
     def observe_fill_object(self, outcome: str) -> None:
