@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--redis", default=None, metavar="URL",
                    help="event bus to read edge.health from; without it every edge counts as up")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8090, help="HTTP port (default 8090)")
+    p.add_argument("--port", type=int, default=8090, help="HTTP port (default 8090; 0: any free one, printed at start)")
     p.add_argument("--public-url", default=None, metavar="URL",
                    help="this service's URL as players reach it (default http://HOST:PORT)")
     p.add_argument("--policy", default="hrw", choices=["hrw", "random"],
@@ -83,9 +83,9 @@ def build_config(args: argparse.Namespace) -> Any:
         raise SteerError("--overload must be positive.")
     if not 0 <= args.port <= 65535:
         raise SteerError("--port must be between 0 and 65535.")
-    public = (args.public_url or f"http://{args.host}:{args.port}").rstrip("/")
+    public = (args.public_url or "").rstrip("/")
     u = urlsplit(public)
-    if u.scheme not in ("http", "https") or not u.netloc:
+    if public and (u.scheme not in ("http", "https") or not u.netloc):
         raise SteerError(f"--public-url {public!r} is not an http(s) URL.")
     return SteerConfig(edges=edges, public_url=public, redis_url=args.redis, ttl_s=args.ttl,
                        stale_s=args.health_timeout, overload=args.overload, c=args.load_bound,

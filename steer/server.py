@@ -59,8 +59,9 @@ class SteerConfig:
 
     edges: dict[str, str]
     """Edge name (its pathway id) -> base URL (``http://host:port``)."""
-    public_url: str
-    """This service's URL as players reach it (SERVER-URI and RELOAD-URI are built on it)."""
+    public_url: str = ""
+    """This service's URL as players reach it (SERVER-URI and RELOAD-URI are built on it);
+    empty: the address it binds."""
     redis_url: str | None = None
     """Event bus for ``edge.health``; None: every edge counts as up (no health)."""
     ttl_s: int = 10
@@ -100,6 +101,7 @@ def make_app(cfg: SteerConfig, steerer: Steerer | None = None) -> web.Applicatio
                             policy=cfg.policy, replicas=cfg.replicas)
     app = web.Application(middlewares=[_errors])
     app["cfg"], app["steerer"], app["metrics"] = cfg, st, SteerMetrics()
+    app["public_url"] = cfg.public_url
     r = app.router
     r.add_get("/healthz", _healthz)
     r.add_get("/metrics", _metrics)
@@ -187,7 +189,6 @@ async def _steered_manifest(request: web.Request) -> web.StreamResponse:
     if not file.endswith((".m3u8", ".mpd")):
         return await _redirect(request)
     st: Steerer = app["steerer"]
-    cfg: SteerConfig = app["cfg"]
     kind = "dash" if file.endswith(".mpd") else "hls"
     now = _now()
     order = st.priority(title, now)
@@ -200,7 +201,7 @@ async def _steered_manifest(request: web.Request) -> web.StreamResponse:
     if kind == "hls" and "#EXT-X-STREAM-INF" not in body:
         return await _redirect(request)      # a media playlist: the edge serves it
     sid, order = st.open_session(title, kind, now)
-    server_uri = f"{cfg.public_url}/steering/{kind}/{quote(title)}?session={sid}"
+    server_uri = f"{app['public_url']}/steering/{kind}/{quote(title)}?session={sid}"
     if kind == "hls":
         text = steer_hls_master(body, path, _pathways(st, order), server_uri, order[0])
         ctype = "application/vnd.apple.mpegurl"
@@ -237,7 +238,7 @@ async def _steering(request: web.Request) -> web.StreamResponse:
                     clones.append(c)
         cloned = {c["ID"] for c in clones}
         order = [n for n in order if n in session.pathways or n in cloned]
-    reload_uri = f"{cfg.public_url}/steering/{kind}/{quote(title)}" + (f"?session={sid}" if sid else "")
+    reload_uri = f"{request.app['public_url']}/steering/{kind}/{quote(title)}" + (f"?session={sid}" if sid else "")
     m = request.app["metrics"]
     m.decisions.labels(f"{kind}-steering", order[0] if order else "-").inc()
     if reported and order and reported[0] != order[0]:
@@ -301,9 +302,31 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 def run(cfg: SteerConfig, host: str, port: int) -> int:
-    """Serve until interrupted."""
-    web.run_app(make_app(cfg), host=host, port=port, access_log=None, print=None,
-                shutdown_timeout=1.0)
+    """Serve until SIGINT or SIGTERM; prints one banner line with the URL (port 0: any free one)."""
+    return asyncio.run(_serve(cfg, host, port))
+
+
+async def _serve(cfg: SteerConfig, host: str, port: int) -> int:
+    import signal
+
+    runner = web.AppRunner(make_app(cfg), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        url = f"http://{host}:{bound}"
+        if not cfg.public_url:
+            runner.app["public_url"] = url
+        print(f"abr steer: serving {url} (public {runner.app['public_url']}); edges "
+              + ", ".join(f"{n}={u}" for n, u in cfg.edges.items())
+              + f"; health from {'edge.health on ' + cfg.redis_url if cfg.redis_url else 'nothing (every edge up)'}",
+              flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
     return 0
-
-
