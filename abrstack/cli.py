@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "player_sim.cli",
     "player_sim.play_cli",
     "abrstack.demo",
+    "abrstack.fleet",
 )
 
 
