@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
-from player_sim.clients import HttpClient, Reply, TransportFailure, host_port, make_client
+from player_sim.beacon import BeaconSender, beacon_fields, last_via, title_of_url
+from player_sim.clients import (
+    HttpClient,
+    Reply,
+    TransportFailure,
+    host_port,
+    make_client,
+    ssl_context,
+)
 from player_sim.errors import PlayerError
 from player_sim.link import Link
 from player_sim.model import Model
@@ -118,6 +126,10 @@ class PlayConfig:
     the manifest's own origin, and every origin its request was redirected to, always are."""
     request_deadline_s: float = REQUEST_DEADLINE_S
     """Least overall time one request may take (wall seconds); a segment gets 10 x its duration if longer."""
+    beacon_url: str | None = None
+    """Where QoE beacons go (an edge's ``/beacon``); None sends none (:mod:`player_sim.beacon`)."""
+    beacon_interval_s: float = 10.0
+    """Wall seconds between beacons (one more is sent at the end)."""
 
 
 @dataclass
@@ -232,6 +244,9 @@ class Session:
         self.allowed = parse_allow_hosts(config.allow_hosts)
         self.origins = {origin(config.url)}
         """Origins fetched from without asking: the manifest's, and those its request was redirected to."""
+        self.core: SessionCore | None = None
+        self.served_by = host_port(config.url)
+        """The edge that served the media: the last ``Via`` pseudonym seen, else the URL's host."""
 
     # -- clock ------------------------------------------------------------------------
     def now(self) -> float:
@@ -306,6 +321,7 @@ class Session:
                     if transfer.overflow:
                         raise PlayerError(f"{url} sent more than {_mib(limit_bytes)}, the player's bound for a "
                                           f"{kind} body")
+                    self.served_by = last_via(reply.headers.get("via")) or self.served_by
                     location = reply.headers.get("location")
                     if reply.status not in REDIRECT_STATUSES or not location:
                         break
@@ -412,20 +428,45 @@ class Session:
     # -- the session ------------------------------------------------------------------
     async def run(self) -> SessionLog:
         self.clock.start()
+        beacons = self._beacons()
         try:
             await self._run()
         except PlayerError as exc:
             self.log.error = str(exc)
             self.event("error", reason=str(exc))
         finally:
-            await self.client.close()
+            try:
+                if beacons is not None:
+                    await beacons.close()
+            finally:
+                await self.client.close()
         return self.log
+
+    def _beacons(self) -> BeaconSender | None:
+        cfg = self.config
+        if not cfg.beacon_url:
+            return None
+        seq = iter(range(10**9))
+        title = title_of_url(cfg.url)
+        # A given session id ("p000") repeats across runs; the beacon's must not.
+        sid = f"{self.sid}.{uuid.uuid4().hex[:6]}" if cfg.session_id else self.sid
+
+        def make(final: bool) -> dict[str, Any]:
+            return beacon_fields(self.core, session_id=sid, title=title, abr=cfg.abr,
+                                 protocol=cfg.protocol, edge=self.served_by, seq=next(seq),
+                                 retries=self.log.retries, error=self.log.error, final=final)
+
+        sender = BeaconSender(cfg.beacon_url, cfg.beacon_interval_s, make, self.event,
+                              ssl_context(cfg.cafile, cfg.insecure))
+        sender.start()
+        return sender
 
     async def _run(self) -> None:
         cfg = self.config
         pres, video = await self.load()
         self.event("manifest_loaded", kind=pres.kind, levels=video.levels, segments=video.segments)
-        core = SessionCore(CoreConfig(cfg.abr, cfg.model, cfg.trace.name if cfg.trace else "-", cfg.fixed_level))
+        core = self.core = SessionCore(CoreConfig(cfg.abr, cfg.model, cfg.trace.name if cfg.trace else "-",
+                                                  cfg.fixed_level))
         self._kbps = [b / 1000 for b in video.bitrates_bps]
         self.clock.start()  # the session clock starts with the first segment request
         audio = pres.audio.durations_s if pres.audio else ()
