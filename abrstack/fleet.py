@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -472,3 +473,13 @@ def _down(args: argparse.Namespace) -> int:
     names = down(args.state)
     print(f"abr fleet: stopped {', '.join(names) if names else 'nothing (nothing was running)'}")
     return 0
+
+
+@contextlib.contextmanager
+def running_fleet(spec: FleetSpec, state: Path, media: Path | None = None) -> Iterator[Fleet]:
+    """:func:`up`, then :func:`down` when the block ends (also on Ctrl-C or failure)."""
+    fleet = up(spec, state, media)
+    try:
+        yield fleet
+    finally:
+        down(state)
