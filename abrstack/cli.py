@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "abrstack.demo",
     "abrstack.fleet",
     "steer.cli",
+    "qoe.cli",
 )
 
 
