@@ -131,6 +131,10 @@ def register(subparsers: Any) -> None:
                        help="also serve POST /keys/TITLE (ClearKey licences of --encrypt titles) to "
                             "requests with 'Authorization: Bearer TOKEN', at least 16 characters; "
                             "or set ABR_KEY_TOKEN (default: no key server)")
+    serve.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:8786",
+                       help="fan every job's chunks out on this Dask cluster (abr encode --chunks "
+                            "auto --scheduler ...); --media and --inputs must be the same path on "
+                            "every worker (default: one ffmpeg process per job)")
     serve.set_defaults(handler=_serve)
 
 
@@ -215,6 +219,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, inputs=args.inputs, media=args.media,
         state=args.state or args.media / ".jobs", concurrency=args.concurrency,
         key_token=args.key_token or os.environ.get("ABR_KEY_TOKEN") or None,
+        scheduler=args.scheduler,
     )
     run(config)
     return 0

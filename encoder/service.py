@@ -74,6 +74,9 @@ class ServiceConfig:
     """How many encodes run at once."""
     key_token: str | None = None
     """Serve `POST /keys/{title}` (ClearKey licences) to this bearer token; None: no key server."""
+    scheduler: str | None = None
+    """A Dask scheduler (`tcp://HOST:8786`, or `local`): every job fans its chunks out on it
+    (`abr encode --chunks auto --scheduler ...`); None: one ffmpeg per job."""
 
 
 class JobError(EncoderError):
@@ -327,6 +330,8 @@ class JobService:
             cmd.append("--quality")
         if job["force"]:
             cmd.append("--force")
+        if self.config.scheduler is not None:
+            cmd += ["--chunks", "auto", "--scheduler", self.config.scheduler]
         return cmd
 
     def published_by(self, job: dict[str, Any]) -> bool:
@@ -429,6 +434,10 @@ def _die_with_parent() -> None:
 def make_app(config: ServiceConfig) -> web.Application:
     if config.concurrency < 1:
         raise EncoderError("--concurrency must be at least 1")
+    if config.scheduler is not None:
+        from abrstack.cluster import check_scheduler
+
+        check_scheduler(config.scheduler)
     if not config.inputs.is_dir():
         raise EncoderError(f"the inputs folder {config.inputs} does not exist")
     service = JobService(config)
