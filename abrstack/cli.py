@@ -26,6 +26,8 @@ _COMMAND_MODULES = (
     "player_sim.play_cli",
     "abrstack.demo",
     "abrstack.fleet",
+    "steer.cli",
+    "qoe.cli",
 )
 
 

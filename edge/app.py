@@ -38,6 +38,7 @@ from edge.collapse import HeadKind, Inflight
 from edge.errors import PathRejected
 from edge.exchange import Exchange, Receive, Scope, Send, disconnected, read_body
 from edge.fill import Admit, Filler, admit
+from edge.health import Counters
 from edge.metrics import EdgeMetrics
 from edge.policy import (
     Entry,
@@ -106,7 +107,10 @@ class EdgeConfig:
     alt_svc: str | None = None
     """``Alt-Svc`` value added to responses over TLS h1/h2 (the h3 shell adds its own)."""
     redis_url: str | None = None
-    """Event bus: worker 0 purges replaced/deleted titles from ``titles`` (None: no bus)."""
+    """Event bus: worker 0 purges replaced/deleted titles from ``titles``, every worker
+    publishes its ``edge.health`` heartbeat (None: no bus)."""
+    name: str = ""
+    """This edge's name in the fleet (heartbeats, steering pathway); empty: ``via_name``."""
     fleet_edges: tuple[str, ...] = ()
     """Every edge's name in this fleet (proactive fill's HRW node set; empty: no fill)."""
     fill_segments: int = 0
@@ -155,6 +159,11 @@ class EdgeApp:
 
             self._spawn(consume_titles(self.cfg.redis_url, self.store, self.cfg.via_name,
                                        self._proactive()))
+        if self.cfg.redis_url:
+            from edge.health import publish_health
+
+            self._spawn(publish_health(self.cfg.redis_url, self.cfg.name or self.cfg.via_name,
+                                       self.cfg.worker, self))
 
     def _titles_held(self) -> int:
         """Blocking: how many titles have an object in the cache (``fleet status``)."""
@@ -199,6 +208,14 @@ class EdgeApp:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.upstream.close()
         self.store.disk.close()
+
+    async def counters(self) -> Counters:
+        """This worker's totals now, for its ``edge.health`` heartbeat (:mod:`edge.health`)."""
+        disk = await asyncio.to_thread(self.store.disk.size_bytes)
+        m = self.metrics
+        return Counters(self.clock(), m.requests_total, m.body_bytes_total, self._active,
+                        m.hit_ratio_value, disk + self.store.memory.size_bytes,
+                        self.cfg.cache_size_bytes)
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

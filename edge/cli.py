@@ -42,9 +42,13 @@ def register(subparsers: Any) -> None:
                                               "in --cache-dir)")
     p.add_argument("--key", type=Path, help="PEM private key for --cert")
     p.add_argument("--redis", default=None, metavar="URL",
-                   help="event bus: purge titles that are replaced or deleted (topic titles) and take "
-                        "QoE beacons on POST /beacon (topic qoe); "
+                   help="event bus: purge titles that are replaced or deleted (topic titles), take "
+                        "QoE beacons on POST /beacon (topic qoe) and publish this edge's load every "
+                        "second (topic edge.health); "
                         "default: no bus")
+    p.add_argument("--name", default=None, metavar="NAME",
+                   help="this edge's name in a fleet: its edge.health heartbeats and its "
+                        "steering pathway (default: the --via-name)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--prefetch", type=int, default=2, metavar="K",
                    help="segments to prefetch after a segment request (default 2)")
@@ -132,6 +136,9 @@ def build_config(args: argparse.Namespace) -> Any:
     if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}", via_name):
         raise EdgeError(f"--via-name {via_name!r} must be 1-64 token characters "
                         "(letters, digits, -._~ and the like; RFC 9110 §5.6.2).")
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", args.name):
+        raise EdgeError(f"--name {args.name!r} must be 1-64 letters, digits, '-', '.' or '_' "
+                        "(an HLS PATHWAY-ID).")
     from edge.proactive import parse_fleet
 
     fleet = parse_fleet(args.fleet_edges)
@@ -152,6 +159,7 @@ def build_config(args: argparse.Namespace) -> Any:
         cache_dir=args.cache_dir, cache_size_bytes=cache_bytes, memory_size_bytes=mem_bytes,
         disk_policy=args.disk_policy, prefetch_k=args.prefetch, purge_token=token,
         send_timeout_s=args.send_timeout, via_name=via_name, redis_url=args.redis,
+        name=args.name or "",
         fleet_edges=fleet, fill_segments=args.fill_segments, fill_replicas=args.fill_replicas,
         policy=PolicyConfig(negative_ttl_s=args.negative_ttl, key_params=key_params),
     )

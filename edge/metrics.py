@@ -95,6 +95,9 @@ class EdgeMetrics:
             "edge_cache_bytes", "Bytes held per cache tier", ["tier", "worker"], registry=r)
         self._hits = 0
         self._lookups = 0
+        self.requests_total = 0
+        self.body_bytes_total = 0
+        """Plain totals for the edge.health heartbeat (the counters above carry labels)."""
         self._ratio = self.hit_ratio.labels(worker)
         self._bytes = 0
         self._cached_bytes = 0
@@ -111,6 +114,8 @@ class EdgeMetrics:
                 self.requests.labels(protocol, str(status), cache, self.worker),
                 self.bytes_out.labels(protocol, self.worker))
         child[0].inc()
+        self.requests_total += 1
+        self.body_bytes_total += body_bytes
         if body_bytes:
             child[1].inc(body_bytes)
         if cache != "NONE":
@@ -135,6 +140,10 @@ class EdgeMetrics:
         self.fill_titles.labels(outcome, self.worker).inc()
         if outcome != "skipped":
             self.fill_seconds.labels(self.worker).set(seconds)
+
+    @property
+    def hit_ratio_value(self) -> float:
+        return self._hits / self._lookups if self._lookups else 0.0
 
     def observe_step(self, step: str, outcome: str) -> None:
         self.fill_steps.labels(step, outcome, self.worker).inc()
