@@ -206,6 +206,7 @@ async def run_sessions(edges: dict[str, str], catalog: dict[str, list[int]], pol
                             results["collapsed"] += 1
                 except aiohttp.ClientError:
                     results["failed"] += 1
+            await asyncio.sleep(args.interval)  # the last segment plays
         finally:
             active[edge] -= 1
             playing[0] -= 1
@@ -354,7 +355,7 @@ def main() -> int:
                     help="disk tier per edge (default 64MiB: about a quarter of the catalog, "
                          "as an edge never holds a whole catalog)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--seeds", type=int, default=5, help="catalogs for the moved-titles share")
+    ap.add_argument("--seeds", type=int, default=10, help="catalogs for the moved-titles share")
     ap.add_argument("--fill-titles", type=int, default=5)
     ap.add_argument("--fill-k", type=int, default=3)
     ap.add_argument("--only", default="", help="comma list of: placement, moved, fill")
