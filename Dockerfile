@@ -25,6 +25,7 @@ COPY origin ./origin
 COPY edge ./edge
 COPY player_sim ./player_sim
 COPY steer ./steer
+COPY qoe ./qoe
 RUN python -m venv /opt/abr \
  && /opt/abr/bin/pip install . \
  && ln -s "$(/opt/abr/bin/python -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" \
