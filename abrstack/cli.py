@@ -25,6 +25,9 @@ _COMMAND_MODULES = (
     "player_sim.cli",
     "player_sim.play_cli",
     "abrstack.demo",
+    "abrstack.fleet",
+    "steer.cli",
+    "qoe.cli",
 )
 
 

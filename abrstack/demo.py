@@ -1,15 +1,21 @@
 """`abr demo` (= `make demo`): the whole stack on a built-in sample.
 
-sample (lavfi) -> `abr encode` -> origin + edge in the background -> one headless player
-session over each of HTTP/1.1, HTTP/2 and HTTP/3 through the edge, shaped to a shipped
-bandwidth trace -> QoE table by protocol + HTML report. Every process it starts is
+sample (lavfi) -> `abr encode` -> a fleet in the background (origin, shield, 2 edges, and
+the steering service where installed) -> one headless player session over each of HTTP/1.1,
+HTTP/2 and HTTP/3 through the edge that rendezvous hashing assigns the title, shaped to a
+shipped bandwidth trace -> QoE table by protocol + HTML report. Every process it starts is
 stopped at the end, also on Ctrl-C or failure.
+
+The comparison is fair: every protocol meets the same cache state (``--cache``): ``cold``
+gives each protocol a fresh fleet (empty caches), ``warm`` fetches every object of the title
+through the edge before the first session. The table says which.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -24,11 +30,12 @@ DEMO_TRACE = Path(__file__).resolve().parent.parent / "player_sim" / "data" / "t
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "demo", help="sample -> encode -> origin + edge -> players over h1/h2/h3 -> QoE report",
+        "demo", help="sample -> encode -> fleet (origin, shield, edges) -> players over h1/h2/h3 -> QoE",
         description="The whole stack on a built-in sample (= make demo): make a synthetic sample "
-                    "(kept and reused unless --fresh), encode it with `abr encode`, start an origin "
-                    "and an edge in the background, play one headless session over each protocol of "
-                    "--protocol (HTTP/1.1, HTTP/2, HTTP/3) through the edge, shaped to a bandwidth trace, and "
+                    "(kept and reused unless --fresh), encode it with `abr encode`, start a fleet "
+                    "(origin, shield, 2 edges; `abr fleet up`) in the background, play one headless "
+                    "session over each protocol of --protocol (HTTP/1.1, HTTP/2, HTTP/3) through the "
+                    "title's edge, each on the same cache state (--cache), shaped to a bandwidth trace, and "
                     "write a QoE table by protocol, summary.json and report.html to --out. Every "
                     "process it starts is stopped at the end, also on Ctrl-C or failure.")
     p.add_argument("--media", type=Path, default=Path("media"), help="media folder (default media)")
@@ -51,6 +58,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--protocols", dest="protocol", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     add_link_options(p, "each protocol's player in a network namespace, the edge reached over a "
                      "Mahimahi-style link driven by TRACE")
+    p.add_argument("--cache", default="cold", choices=["cold", "warm"],
+                   help="cache state every protocol meets: cold (a fresh fleet with empty caches "
+                        "per protocol) or warm (every object of the title fetched through the "
+                        "edge first); default cold")
     p.add_argument("--fresh", action="store_true",
                    help="remake the sample and re-encode (default: reuse them when present)")
     p.set_defaults(handler=run_demo)
@@ -87,7 +98,7 @@ def prepare_title(args: argparse.Namespace) -> dict[str, Any]:
 def run_demo(args: argparse.Namespace) -> int:
     import asyncio
 
-    from abrstack.stack import running_stack
+    from abrstack.fleet import running_fleet
     from encoder.cli import summary
     from player_sim import play_report
     from player_sim.errors import PlayerError
@@ -119,26 +130,49 @@ def run_demo(args: argparse.Namespace) -> int:
     doc = prepare_title(args)
     print(summary(doc, args.media / args.title), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    print("[3/4] starting origin and edge", flush=True)
-    with running_stack(args.media, args.out / "stack") as stack:
-        print(f"      origin {stack.origin}; edge {stack.edge_http} (h1), {stack.edge_https} (h2, h3); "
-              f"SPKI {stack.spki}", flush=True)
-        if emulate is not None:
+    fleet_dir = args.out / "fleet"
+    how = ("cold cache: a fresh fleet (empty caches) per protocol" if args.cache == "cold"
+           else "warm cache: every object fetched through the edge before the first session")
+    print(f"[3/4] starting a fleet (origin, shield, 2 edges); {how}", flush=True)
+    if emulate is not None:
+        with running_fleet(_demo_spec(args), fleet_dir) as fleet:
+            stack = _as_stack(fleet, args.title)
+            _announce(fleet, stack)
+            if args.cache == "warm":
+                _warm(stack.edge_http, args.media, args.title)
             return _run_emulated(args, emulate, stack, protocols)
-        logs: dict[str, list[Any]] = {}
-        for proto in protocols:
-            base = stack.edge_http if proto == "h1" else stack.edge_https
-            url = f"{base}/media/{args.title}/master.m3u8"
-            print(f"[4/4] {proto}: {args.abr} over {url}, trace {trace.name} at {args.speed:g}x", flush=True)
-            cfg = PlayConfig(url=url, protocol=proto, abr=args.abr, trace=trace, speed=args.speed,
-                             model=default(), cafile=str(stack.certfile), session_id=f"demo-{proto}")
-            log = asyncio.run(Session(cfg).run())
-            if log.error:
-                print(f"      {proto} session failed: {log.error}", flush=True)
-            logs[proto] = [log]
-        protocols_seen = _protocols_in_access_log(stack.access_log)
+    logs: dict[str, list[Any]] = {}
+    protocols_seen: dict[str, int] = {}
+    fleets = [(p, fleet_dir / p) for p in protocols] if args.cache == "cold" \
+        else [(",".join(protocols), fleet_dir)]
+    for group, state in fleets:
+        if state.exists():
+            shutil.rmtree(state)  # cold means cold: no cache left from an earlier run
+        with running_fleet(_demo_spec(args), state) as fleet:
+            stack = _as_stack(fleet, args.title)
+            _announce(fleet, stack)
+            if args.cache == "warm":
+                _warm(stack.edge_http, args.media, args.title)
+            for proto in group.split(","):
+                base = stack.edge_http if proto == "h1" else stack.edge_https
+                url = f"{base}/media/{args.title}/master.m3u8"
+                print(f"[4/4] {proto}: {args.abr} over {url}, trace {trace.name} at "
+                      f"{args.speed:g}x, {args.cache} cache", flush=True)
+                cfg = PlayConfig(url=url, protocol=proto, abr=args.abr, trace=trace,
+                                 speed=args.speed, model=default(), cafile=str(stack.certfile),
+                                 session_id=f"demo-{proto}")
+                log = asyncio.run(Session(cfg).run())
+                if log.error:
+                    print(f"      {proto} session failed: {log.error}", flush=True)
+                logs[proto] = [log]
+            for proto, n in _protocols_in_access_log(stack.access_log).items():
+                protocols_seen[proto] = protocols_seen.get(proto, 0) + n
     agg = play_report.aggregate(logs)
+    for proto in agg:
+        agg[proto]["cache_state"] = args.cache
     print()
+    print(f"QoE by protocol, every protocol on a {args.cache} cache "
+          f"({'a fresh fleet each' if args.cache == 'cold' else 'the title fetched first'}):")
     print(play_report.table(agg))
     print(f"edge access log protocols: {protocols_seen}")
     play_report.write_logs(logs, args.out)
@@ -149,6 +183,46 @@ def run_demo(args: argparse.Namespace) -> int:
     if failed:
         raise PlayerError(f"the session over {', '.join(failed)} failed (see {args.out})")
     return 0
+
+
+def _demo_spec(args: argparse.Namespace) -> Any:
+    from abrstack.fleetspec import shorthand
+
+    return shorthand(edges=2, shield=True, media=str(args.media))
+
+
+def _as_stack(fleet: Any, title: str) -> Any:
+    """The edge the title is assigned to (rendezvous hashing, as steering would send the
+    player), in the shape the sessions take."""
+    from abrstack.stack import Stack
+    from steer.hrw import assign
+
+    name = assign(title, [e.name for e in fleet.edges])[0]
+    edge = next(e for e in fleet.edges if e.name == name)
+    return Stack(fleet.origin.url, edge.url, edge.h2, Path(edge.cache_dir) / "tls" / "edge-cert.pem",
+                 edge.spki, Path(edge.log).with_name(f"{edge.name}-access.log"),
+                 tuple(s.pid for s in fleet.services() if s.pid))
+
+
+def _announce(fleet: Any, stack: Any) -> None:
+    shield = fleet.shield.url if fleet.shield else "none"
+    print(f"      origin {fleet.origin.url}; shield {shield}; edges "
+          f"{', '.join(e.name + ' ' + e.url for e in fleet.edges)}", flush=True)
+    print(f"      the title's edge: {stack.edge_http} (h1), {stack.edge_https} (h2, h3); "
+          f"SPKI {stack.spki}", flush=True)
+
+
+def _warm(edge: str, media: Path, title: str) -> None:
+    """Fetch every object of ``title`` through ``edge`` (the warm cache state)."""
+    import httpx
+
+    root = media / title
+    paths = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")
+             and p.name != "title.json"]
+    with httpx.Client(timeout=30) as c:
+        for p in paths:
+            c.get(f"{edge}/media/{title}/{p.relative_to(root).as_posix()}")
+    print(f"      warmed {len(paths)} objects through {edge}", flush=True)
 
 
 def _run_emulated(args: argparse.Namespace, link: Any, stack: Any, protocols: list[str]) -> int:

@@ -30,3 +30,40 @@ def title_of(event: Event) -> str:
             or title.startswith((".", "-")) or "/" in title or ".." in title:
         raise MalformedEvent(f"bad title name {title!r}")
     return title
+
+
+EDGE_HEALTH = "edge.health"
+"""Topic: each edge worker's heartbeat, about once a second (type `edge.health`)."""
+HEALTH_FIELDS = ("active", "requests_per_s", "bytes_per_s", "hit_ratio", "cache_bytes",
+                 "cache_fill")
+"""The numeric figures of a heartbeat: requests in progress, request and byte rates over the
+last interval, share of cache lookups that hit (since start), bytes cached (memory + disk),
+and the disk tier's fill (0-1)."""
+MAX_EDGE_CHARS = 64
+
+
+def health_event(edge: str, worker: str, interval_s: float, **figures: float) -> Event:
+    """An `edge.health` heartbeat of worker `worker` of edge `edge` (figures: `HEALTH_FIELDS`)."""
+    unknown = set(figures) - set(HEALTH_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown heartbeat figures {sorted(unknown)}; known: {', '.join(HEALTH_FIELDS)}")
+    return Event(EDGE_HEALTH, {"edge": edge, "worker": worker, "interval_s": interval_s,
+                               **{k: float(figures.get(k, 0.0)) for k in HEALTH_FIELDS}})
+
+
+def health_of(event: Event) -> tuple[str, str, dict[str, float]]:
+    """(edge, worker, figures) of an `edge.health` event; `MalformedEvent` when it is not one."""
+    if event.type != EDGE_HEALTH:
+        raise MalformedEvent(f"not an edge.health event: {event.type!r}")
+    edge, worker = event.data.get("edge"), event.data.get("worker", "0")
+    if not isinstance(edge, str) or not 0 < len(edge) <= MAX_EDGE_CHARS:
+        raise MalformedEvent(f"bad edge name {edge!r}")
+    if not isinstance(worker, str) or not 0 < len(worker) <= MAX_EDGE_CHARS:
+        raise MalformedEvent(f"bad worker id {worker!r}")
+    figures = {}
+    for k in HEALTH_FIELDS:
+        v = event.data.get(k, 0.0)
+        if not isinstance(v, int | float) or isinstance(v, bool) or v != v or v < 0:
+            raise MalformedEvent(f"heartbeat figure {k} must be a number ≥ 0, not {v!r}")
+        figures[k] = float(v)
+    return edge, worker, figures

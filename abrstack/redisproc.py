@@ -24,7 +24,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _answers_ping(port: int) -> bool:
+def redis_argv(exe: str, port: int, state_dir: Path) -> list[str]:
+    """redis-server on 127.0.0.1:``port`` with append-only persistence in ``state_dir``."""
+    return [exe, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(state_dir),
+            "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes",
+            "--loglevel", "warning", "--logfile", str(state_dir / "redis.log")]
+
+
+def answers_ping(port: int) -> bool:
+    """Whether a Redis on 127.0.0.1:``port`` answers PING."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
             s.sendall(b"PING\r\n")
@@ -55,9 +63,7 @@ class RedisServer:
                 " or pass --redis URL."
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        argv = [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.state_dir),
-                "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes",
-                "--loglevel", "warning", "--logfile", str(self.state_dir / "redis.log")]
+        argv = redis_argv(exe, self.port, self.state_dir)
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)
         deadline = time.monotonic() + self.startup_timeout_s
@@ -65,7 +71,7 @@ class RedisServer:
             if self._proc.poll() is not None:
                 err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")
                 raise RedisServerError(f"redis-server exited at start on port {self.port}: {err.strip()}")
-            if _answers_ping(self.port):
+            if answers_ping(self.port):
                 return self
             time.sleep(0.02)
         self.stop()

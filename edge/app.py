@@ -1,6 +1,7 @@
 """The edge as an ASGI application (protocol-agnostic: granian speaks h1/h2, the QUIC server h3).
 
-Per request: own endpoints (``/healthz``, ``/metrics``, ``POST /purge``, CORS preflight),
+Per request: own endpoints (``/healthz``, ``/metrics``, ``POST /purge``, ``POST /beacon``
+(:mod:`edge.beacon`), CORS preflight),
 else the cache. Where an object comes from is the miss path's state machine
 (:mod:`edge.fill`: memory → in-flight → disk → cross-worker lock/mirror → origin → store);
 freshness is :mod:`edge.policy`; what is answered (range, 304/412/416, CORS, headers) is
@@ -21,19 +22,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import itertools
 import json
 import logging
 import os
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
+from edge.beacon import Beacons
 from edge.clock import SYSTEM_CLOCK, Clock
 from edge.collapse import HeadKind, Inflight
 from edge.errors import PathRejected
 from edge.exchange import Exchange, Receive, Scope, Send, disconnected, read_body
 from edge.fill import Admit, Filler, admit
+from edge.health import Counters
 from edge.metrics import EdgeMetrics
 from edge.policy import (
     Entry,
@@ -102,7 +107,17 @@ class EdgeConfig:
     alt_svc: str | None = None
     """``Alt-Svc`` value added to responses over TLS h1/h2 (the h3 shell adds its own)."""
     redis_url: str | None = None
-    """Event bus: worker 0 purges replaced/deleted titles from ``titles`` (None: no bus)."""
+    """Event bus: worker 0 purges replaced/deleted titles from ``titles``, every worker
+    publishes its ``edge.health`` heartbeat (None: no bus)."""
+    name: str = ""
+    """This edge's name in the fleet (heartbeats, steering pathway); empty: ``via_name``."""
+    fleet_edges: tuple[str, ...] = ()
+    """Every edge's name in this fleet (proactive fill's HRW node set; empty: no fill)."""
+    fill_segments: int = 0
+    """Proactive fill: first K segments of every rendition of a published title this edge
+    is assigned (0: off)."""
+    fill_replicas: int = 1
+    """Proactive fill: edges per title."""
 
 
 class EdgeApp:
@@ -126,6 +141,7 @@ class EdgeApp:
         self._prefetching: set[str] = set()
         self._started = False
         self._active = 0
+        self.beacons = Beacons(cfg.redis_url, cfg.via_name, cfg.worker, self.metrics.registry)
 
     # ------------------------------------------------------------------ lifecycle
     async def startup(self) -> None:
@@ -135,12 +151,56 @@ class EdgeApp:
         await self.upstream.start()
         self._prefetch_slots = asyncio.Semaphore(PREFETCH_CONCURRENCY)
         self._spawn(self._housekeeping())
+        self.beacons.start(self._spawn)  # POST /beacon -> topic qoe, off the serving path
         if self.cfg.redis_url and self.cfg.worker == "0":
             # One consumer per edge node: purges reach the other workers through the store's
             # purge log. Off the serving path: a bus that is down only delays purges.
             from edge.events import consume_titles
 
-            self._spawn(consume_titles(self.cfg.redis_url, self.store, self.cfg.via_name))
+            self._spawn(consume_titles(self.cfg.redis_url, self.store, self.cfg.via_name,
+                                       self._proactive()))
+        if self.cfg.redis_url:
+            from edge.health import publish_health
+
+            self._spawn(publish_health(self.cfg.redis_url, self.cfg.name or self.cfg.via_name,
+                                       self.cfg.worker, self))
+
+    def _titles_held(self) -> int:
+        """Blocking: how many titles have an object in the cache (``fleet status``)."""
+        keys = set(self.store.memory.keys())
+        keys.update(itertools.islice(self.store.disk.keys(), 200_000))
+        return len({k.split("/")[2] for k in keys if k.startswith("/media/") and k.count("/") > 2})
+
+    def _proactive(self) -> Any:
+        """The proactive filler when this edge is part of a fleet (else None)."""
+        if not self.cfg.fleet_edges or self.cfg.fill_segments <= 0:
+            return None
+        from edge.proactive import FillPlan, ProactiveFiller
+
+        plan = FillPlan(self.cfg.via_name, self.cfg.fleet_edges, self.cfg.fill_segments,
+                        self.cfg.fill_replicas)
+        return ProactiveFiller(plan, self.warm, self.metrics.observe_fill_object,
+                               self.metrics.observe_fill_title)
+
+    async def warm(self, path: str) -> bytes | None:
+        """Bring ``path`` into the cache through the miss path, with no client (proactive
+        fill); its body when it is a 200, else None."""
+        key = cache_key(path, "", self.cfg.policy.key_params)
+        hit = self.store.lookup_memory(key)
+        if hit is None:
+            flight = self.inflight.get(key)
+            if flight is None:
+                flight = self.filler.register(key, keep=True)
+                await self.filler.run(flight, _path_qs(path, ""))
+            else:
+                with contextlib.suppress(Exception):  # its failure is reported as None
+                    if (await flight.head).kind is HeadKind.BODY:
+                        async for _ in flight.follow():
+                            pass
+            hit = self.store.lookup_memory(key)
+            if hit is None:
+                hit = await asyncio.to_thread(self.store.lookup_disk, key)
+        return hit.body if hit is not None and hit.entry.status == 200 else None
 
     async def shutdown(self) -> None:
         for t in list(self._tasks):
@@ -148,6 +208,14 @@ class EdgeApp:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.upstream.close()
         self.store.disk.close()
+
+    async def counters(self) -> Counters:
+        """This worker's totals now, for its ``edge.health`` heartbeat (:mod:`edge.health`)."""
+        disk = await asyncio.to_thread(self.store.disk.size_bytes)
+        m = self.metrics
+        return Counters(self.clock(), m.requests_total, m.body_bytes_total, self._active,
+                        m.hit_ratio_value, disk + self.store.memory.size_bytes,
+                        self.cfg.cache_size_bytes)
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -164,6 +232,10 @@ class EdgeApp:
                 self.metrics.cache_bytes.labels("disk", self.cfg.worker).set(volume)
                 self.metrics.cache_bytes.labels("memory", self.cfg.worker).set(
                     self.store.memory.size_bytes)
+                self.metrics.active.labels(self.cfg.worker).set(self._active)
+                if self.cfg.worker == "0":
+                    titles = await asyncio.to_thread(self._titles_held)
+                    self.metrics.titles.labels(self.cfg.worker).set(titles)
             except Exception:  # noqa: BLE001 - housekeeping must never die
                 log.exception("housekeeping failed")
             for _ in range(2):
@@ -241,6 +313,9 @@ class EdgeApp:
             return
         if path_raw == "/purge":
             await self._purge(ctx, receive, query)
+            return
+        if path_raw == "/beacon":
+            await self.beacons.handle(ctx, receive)
             return
         if method == "OPTIONS":
             await ctx.send_full(204, [

@@ -42,8 +42,13 @@ def register(subparsers: Any) -> None:
                                               "in --cache-dir)")
     p.add_argument("--key", type=Path, help="PEM private key for --cert")
     p.add_argument("--redis", default=None, metavar="URL",
-                   help="event bus: purge titles that are replaced or deleted (topic titles); "
+                   help="event bus: purge titles that are replaced or deleted (topic titles), take "
+                        "QoE beacons on POST /beacon (topic qoe) and publish this edge's load every "
+                        "second (topic edge.health); "
                         "default: no bus")
+    p.add_argument("--name", default=None, metavar="NAME",
+                   help="this edge's name in a fleet: its edge.health heartbeats and its "
+                        "steering pathway (default: the --via-name)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--prefetch", type=int, default=2, metavar="K",
                    help="segments to prefetch after a segment request (default 2)")
@@ -84,6 +89,15 @@ def register(subparsers: Any) -> None:
                         "of a fleet needs its own: a request whose Via already names this edge "
                         "is a loop and gets 508. An edge in front of edges (a shield tier) is "
                         "just --origin pointing at the shield")
+    p.add_argument("--fleet-edges", default="", metavar="A,B,C",
+                   help="every edge's --via-name in this fleet: with --redis and "
+                        "--fill-segments, a published title is filled by the edges that "
+                        "rendezvous hashing assigns it (default: not in a fleet)")
+    p.add_argument("--fill-segments", type=int, default=0, metavar="K",
+                   help="proactive fill: manifests and the first K segments of every "
+                        "rendition of a published title (0-100; default 0, off)")
+    p.add_argument("--fill-replicas", type=int, default=1, metavar="R",
+                   help="proactive fill: edges per title (default 1)")
     p.add_argument("--access-log", default="-",
                    help='JSON access log: "-" stderr (default), a file, or "off"')
     p.set_defaults(handler=_run)
@@ -122,6 +136,18 @@ def build_config(args: argparse.Namespace) -> Any:
     if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}", via_name):
         raise EdgeError(f"--via-name {via_name!r} must be 1-64 token characters "
                         "(letters, digits, -._~ and the like; RFC 9110 §5.6.2).")
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", args.name):
+        raise EdgeError(f"--name {args.name!r} must be 1-64 letters, digits, '-', '.' or '_' "
+                        "(an HLS PATHWAY-ID).")
+    from edge.proactive import parse_fleet
+
+    fleet = parse_fleet(args.fleet_edges)
+    if not 0 <= args.fill_segments <= 100:
+        raise EdgeError("--fill-segments must be between 0 and 100.")
+    if not 1 <= args.fill_replicas <= max(1, len(fleet)):
+        raise EdgeError(f"--fill-replicas must be between 1 and the {len(fleet)} --fleet-edges.")
+    if fleet and via_name not in fleet:
+        raise EdgeError(f"--fleet-edges must name this edge ({via_name}, its --via-name).")
     token = _purge_token(args.purge_token_file)
     try:
         key_params = parse_key_params(args.cache_key_params)
@@ -133,6 +159,8 @@ def build_config(args: argparse.Namespace) -> Any:
         cache_dir=args.cache_dir, cache_size_bytes=cache_bytes, memory_size_bytes=mem_bytes,
         disk_policy=args.disk_policy, prefetch_k=args.prefetch, purge_token=token,
         send_timeout_s=args.send_timeout, via_name=via_name, redis_url=args.redis,
+        name=args.name or "",
+        fleet_edges=fleet, fill_segments=args.fill_segments, fill_replicas=args.fill_replicas,
         policy=PolicyConfig(negative_ttl_s=args.negative_ttl, key_params=key_params),
     )
     return ServerConfig(

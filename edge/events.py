@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 
-from abrstack.bus import Consumer, Event, MalformedEvent, SeenIds, connect
+from abrstack.bus import Consumer, Event, Handler, MalformedEvent, SeenIds, connect
 from abrstack.events import TITLES, title_of
 from edge.store import TieredStore
 
@@ -43,9 +43,21 @@ class TitlePurger:
             self.purged += await asyncio.to_thread(self.store.purge, target, prefix)
 
 
-async def consume_titles(url: str, store: TieredStore, edge_name: str) -> None:
+class _Both:
+    """Purge first, then fill: a replaced title's old objects go before its new ones come."""
+
+    def __init__(self, *handlers: Handler) -> None:
+        self.handlers = handlers
+
+    async def __call__(self, event: Event) -> None:
+        for h in self.handlers:
+            await h(event)
+
+
+async def consume_titles(url: str, store: TieredStore, edge_name: str,
+                         filler: Handler | None = None) -> None:
     """Run this edge's `titles` consumer (group `edge-<name>`, new events only on first start)
-    until cancelled."""
+    until cancelled; ``filler`` (proactive fill) sees each event after the purger."""
     client = connect(url)
     consumer = Consumer(client, TITLES, f"edge-{edge_name}", f"{edge_name}-{os.getpid()}",
                         visibility_s=10.0, block_s=1.0)
@@ -57,6 +69,7 @@ async def consume_titles(url: str, store: TieredStore, edge_name: str) -> None:
             except Exception as e:  # Redis away at start: keep serving, try again
                 log.warning("edge: event bus at %s not reachable (%s); retrying", url, e)
                 await asyncio.sleep(1.0)
-        await consumer.run(TitlePurger(store))
+        purger = TitlePurger(store)
+        await consumer.run(purger if filler is None else _Both(purger, filler))
     finally:
         await client.aclose()

@@ -69,11 +69,41 @@ class EdgeMetrics:
         self.fill_steps = Counter(
             "edge_fill_steps", "Steps of the miss path (edge.fill) taken, by step and outcome",
             ["step", "outcome", "worker"], registry=r)
+        self.offload_ratio = Gauge(
+            "edge_offload_ratio", "Share of response body bytes served without an upstream "
+            "fetch (HIT/STALE/REVALIDATED)", ["worker"], registry=r)
+        self.object_bytes = Counter(
+            "edge_object_bytes", "Body bytes of cached-path answers (objects, not /metrics "
+            "or /healthz), by source: cache (HIT/STALE/REVALIDATED) or upstream (a fetch)",
+            ["source", "worker"], registry=r)
+        self.fill_objects = Counter(
+            "edge_proactive_fill_objects", "Objects fetched by proactive fill, by outcome",
+            ["outcome", "worker"], registry=r)
+        self.fill_titles = Counter(
+            "edge_proactive_fill_titles", "Published titles seen by proactive fill, by outcome "
+            "(filled, partial, skipped: another edge is assigned)", ["outcome", "worker"],
+            registry=r)
+        self.fill_seconds = Gauge(
+            "edge_proactive_fill_last_seconds", "Seconds the last proactive fill took",
+            ["worker"], registry=r)
+        self.active = Gauge(
+            "edge_active_requests", "Requests being answered now", ["worker"], registry=r)
+        self.titles = Gauge(
+            "edge_titles_cached", "Titles with at least one object in the cache",
+            ["worker"], registry=r)
         self.cache_bytes = Gauge(
             "edge_cache_bytes", "Bytes held per cache tier", ["tier", "worker"], registry=r)
         self._hits = 0
         self._lookups = 0
+        self.requests_total = 0
+        self.body_bytes_total = 0
+        """Plain totals for the edge.health heartbeat (the counters above carry labels)."""
         self._ratio = self.hit_ratio.labels(worker)
+        self._bytes = 0
+        self._cached_bytes = 0
+        self._offload = self.offload_ratio.labels(worker)
+        self._from_cache = self.object_bytes.labels("cache", worker)
+        self._from_upstream = self.object_bytes.labels("upstream", worker)
         self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
 
     def observe_request(self, protocol: str, status: int, cache: str, body_bytes: int) -> None:
@@ -84,13 +114,36 @@ class EdgeMetrics:
                 self.requests.labels(protocol, str(status), cache, self.worker),
                 self.bytes_out.labels(protocol, self.worker))
         child[0].inc()
+        self.requests_total += 1
+        self.body_bytes_total += body_bytes
         if body_bytes:
             child[1].inc(body_bytes)
         if cache != "NONE":
             self._lookups += 1
-            if cache.split(";")[0] in ("HIT", "STALE", "REVALIDATED"):
+            cached = cache.split(";")[0] in ("HIT", "STALE", "REVALIDATED")
+            if cached:
                 self._hits += 1
             self._ratio.set(self._hits / self._lookups)
+            if body_bytes:
+                self._bytes += body_bytes
+                if cached:
+                    self._cached_bytes += body_bytes
+                    self._from_cache.inc(body_bytes)
+                else:
+                    self._from_upstream.inc(body_bytes)
+                self._offload.set(self._cached_bytes / self._bytes)
+
+    def observe_fill_object(self, outcome: str) -> None:
+        self.fill_objects.labels(outcome, self.worker).inc()
+
+    def observe_fill_title(self, outcome: str, seconds: float) -> None:
+        self.fill_titles.labels(outcome, self.worker).inc()
+        if outcome != "skipped":
+            self.fill_seconds.labels(self.worker).set(seconds)
+
+    @property
+    def hit_ratio_value(self) -> float:
+        return self._hits / self._lookups if self._lookups else 0.0
 
     def observe_step(self, step: str, outcome: str) -> None:
         self.fill_steps.labels(step, outcome, self.worker).inc()

@@ -115,7 +115,7 @@ class DiskTier:
         root = Path(self.cache.directory)
         db = root / diskcache.core.DBNAME
         try:
-            with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True,
+            with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True,
                                                     timeout=30)) as con:
                 referenced = {str(root / name) for (name,) in con.execute(
                     "SELECT filename FROM Cache WHERE filename IS NOT NULL")}

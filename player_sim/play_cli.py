@@ -52,8 +52,31 @@ def register(subparsers: Any) -> None:
                    help="largest QUIC datagram for h3 (default 1350; loopback allows up to 65000)")
     p.add_argument("--max-retries", type=int, default=7,
                    help="retries of a failed request (backoff 0.25 s doubling to 4 s; default 7)")
+    p.add_argument("--beacon", metavar="URL",
+                   help="send QoE beacons to this URL (an edge's /beacon; default: /beacon on the server "
+                   "the manifest URL names, so that an edge with --redis collects them; a server that takes "
+                   "none (an origin, an edge without --redis) turns them off for the session)")
+    p.add_argument("--beacon-interval", type=float, default=10.0, metavar="S",
+                   help="wall seconds between beacons; one more goes at the session's end (default 10)")
+    p.add_argument("--no-beacon", action="store_true", help="send no QoE beacons")
     p.add_argument("--json", action="store_true", help="print the aggregate as JSON")
     p.set_defaults(handler=run_play)
+
+
+def beacon_options(args: argparse.Namespace) -> tuple[str | None, float]:
+    """(beacon URL or None, interval) from ``--beacon``, ``--beacon-interval``, ``--no-beacon``."""
+    from player_sim.beacon import MAX_INTERVAL_S, MIN_INTERVAL_S, default_beacon_url
+    from player_sim.errors import PlayerError
+
+    if not MIN_INTERVAL_S <= args.beacon_interval <= MAX_INTERVAL_S:
+        raise PlayerError(f"--beacon-interval must be between {MIN_INTERVAL_S:g} and {MAX_INTERVAL_S:g} seconds")
+    if args.no_beacon:
+        if args.beacon:
+            raise PlayerError("--beacon and --no-beacon are exclusive")
+        return None, args.beacon_interval
+    if args.beacon and not args.beacon.startswith(("http://", "https://")):
+        raise PlayerError(f"--beacon {args.beacon} is not an http:// or https:// URL")
+    return args.beacon or default_beacon_url(args.url), args.beacon_interval
 
 
 def load_trace_list(path: Path | None) -> list[Any]:
@@ -107,6 +130,7 @@ def run_play(args: argparse.Namespace) -> int:
     elif args.delay_ms or args.loss or args.queue_bytes is not None or args.packet_log is not None:
         raise PlayerError("--delay-ms, --loss, --queue-bytes and --packet-log need --emulate")
     parse_allow_hosts(tuple(args.allow_host))  # a bad value is an error before any session starts
+    beacon_url, beacon_interval = beacon_options(args)
     if not args.url.startswith(("http://", "https://")):
         raise PlayerError(f"{args.url} is not an http:// or https:// URL")
     protocol = args.protocol or ("h2" if args.url.startswith("https://") else "h1")
@@ -131,7 +155,8 @@ def run_play(args: argparse.Namespace) -> int:
                    speed=args.speed, model=model, cmcd=not args.no_cmcd, cafile=args.cacert,
                    insecure=args.insecure, session_id=f"p{i:03d}", max_retries=args.max_retries,
                    fixed_level=fixed, quic_datagram_bytes=args.quic_datagram,
-                   allow_hosts=tuple(args.allow_host))
+                   allow_hosts=tuple(args.allow_host), beacon_url=beacon_url,
+                   beacon_interval_s=beacon_interval)
         for i in range(args.players)
     ]
 

@@ -37,7 +37,10 @@ def _child_argv(args: argparse.Namespace, url: str) -> list[str]:
         argv += ["--out", str(args.out.resolve())]
     if args.cacert:
         argv += ["--cacert", args.cacert]
-    for flag in ("no_cmcd", "insecure", "json"):
+    if args.beacon:
+        argv += ["--beacon", args.beacon]
+    argv += ["--beacon-interval", str(args.beacon_interval)]
+    for flag in ("no_cmcd", "insecure", "json", "no_beacon"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))
     for h in args.allow_host:

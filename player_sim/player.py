@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
-from player_sim.clients import HttpClient, Reply, TransportFailure, host_port, make_client
+from player_sim import steering
+from player_sim.beacon import BeaconSender, beacon_fields, last_via, title_of_url
+from player_sim.clients import (
+    HttpClient,
+    Reply,
+    TransportFailure,
+    host_port,
+    make_client,
+    ssl_context,
+)
 from player_sim.errors import PlayerError
 from player_sim.link import Link
 from player_sim.model import Model
@@ -53,6 +62,7 @@ from player_sim.session import (
     Wait,
 )
 from player_sim.shaping import Shaper
+from player_sim.steering import Steering
 from player_sim.traces import Trace
 from player_sim.transfer import Clock, InFlight, Transfer
 from player_sim.video import Video, make_video, parse_title
@@ -118,6 +128,10 @@ class PlayConfig:
     the manifest's own origin, and every origin its request was redirected to, always are."""
     request_deadline_s: float = REQUEST_DEADLINE_S
     """Least overall time one request may take (wall seconds); a segment gets 10 x its duration if longer."""
+    beacon_url: str | None = None
+    """Where QoE beacons go (an edge's ``/beacon``); None sends none (:mod:`player_sim.beacon`)."""
+    beacon_interval_s: float = 10.0
+    """Wall seconds between beacons (one more is sent at the end)."""
 
 
 @dataclass
@@ -232,6 +246,12 @@ class Session:
         self.allowed = parse_allow_hosts(config.allow_hosts)
         self.origins = {origin(config.url)}
         """Origins fetched from without asking: the manifest's, and those its request was redirected to."""
+        self.steering: Steering | None = None
+        """Content steering, when the manifest has it (:mod:`player_sim.steering`)."""
+        self.steering_task: asyncio.Future[None] | None = None
+        self.core: SessionCore | None = None
+        self.served_by = host_port(config.url)
+        """The edge that served the media: the last ``Via`` pseudonym seen, else the URL's host."""
 
     # -- clock ------------------------------------------------------------------------
     def now(self) -> float:
@@ -286,7 +306,7 @@ class Session:
                                else self.config.model.rtt_s)
                     await self.clock.sleep_until(start + latency)
                 sent = self.now()  # the request leaves after the trace's latency
-                full_url = url
+                full_url = sent_url = self.steering.url(url) if self.steering else url
                 if cmcd and self.config.cmcd:
                     full_url += ("&" if "?" in url else "?") + cmcd_query(cmcd)
                 target = full_url
@@ -295,7 +315,7 @@ class Session:
                         self.origins.add(origin(target))  # where the manifest's origin sends us
                     self.check_host(target)
                     transfer = Transfer(self.clock, self.shaper if shaped else None, start,
-                                         kind in ("manifest", "playlist", "title"), limit_bytes, watch)
+                                         kind in ("manifest", "playlist", "title", "steering"), limit_bytes, watch)
                     try:
                         async with asyncio.timeout(deadline_s):
                             reply = await self.client.request(target, {"accept": "*/*"}, transfer.on_chunk,
@@ -306,6 +326,7 @@ class Session:
                     if transfer.overflow:
                         raise PlayerError(f"{url} sent more than {_mib(limit_bytes)}, the player's bound for a "
                                           f"{kind} body")
+                    self.served_by = last_via(reply.headers.get("via")) or self.served_by
                     location = reply.headers.get("location")
                     if reply.status not in REDIRECT_STATUSES or not location:
                         break
@@ -320,7 +341,7 @@ class Session:
                 received, first = transfer.received, transfer.first
                 if reply.status >= 500:
                     raise TransportFailure(f"{url}: HTTP {reply.status} from the server")
-                self.event("request", kind=kind, url=url, status=reply.status, protocol=reply.protocol,
+                self.event("request", kind=kind, url=sent_url, status=reply.status, protocol=reply.protocol,
                            bytes=received, start_s=round(start, 4), ttfb_s=round((first[0] if first else end) - start, 4),
                            end_s=round(end, 4), x_cache=reply.headers.get("x-cache"), attempt=attempt, **info)
                 if reply.status >= 400:
@@ -331,6 +352,8 @@ class Session:
                 body: bytes | int = b"".join(transfer.parts) if transfer.keep else received
                 return Fetched(reply, body, start, first[0] if first else end, target)
             except TransportFailure as exc:
+                if steering.on_failure(self, url, str(exc)):
+                    continue   # another pathway, at once (hls.js: penalty box, next pathway)
                 if attempt >= self.config.max_retries:
                     raise PlayerError(f"giving up on {url} after {attempt + 1} attempts ({exc})") from None
                 self.log.retries += 1
@@ -355,8 +378,14 @@ class Session:
         text, url = await self.text(self.config.url, "manifest")
         kind = manifest_kind(url, text)
         if kind == "dash":
-            pres = parse_dash(text, url)
+            self.steering, base = steering.adopt_dash(text, url)
+            if self.steering:
+                await steering.start(self)
+            pres = parse_dash(text, base)
         else:
+            self.steering, text = steering.adopt_hls(text, url)
+            if self.steering:
+                await steering.start(self)
             variants, audio_uri = parse_hls_master(text, url)
             variants.sort(key=lambda v: v.average_bps or v.bandwidth_bps)
             tracks = []
@@ -412,20 +441,47 @@ class Session:
     # -- the session ------------------------------------------------------------------
     async def run(self) -> SessionLog:
         self.clock.start()
+        beacons = self._beacons()
         try:
             await self._run()
         except PlayerError as exc:
             self.log.error = str(exc)
             self.event("error", reason=str(exc))
         finally:
-            await self.client.close()
+            try:
+                if beacons is not None:
+                    await beacons.close()
+            finally:
+                if self.steering_task is not None:
+                    self.steering_task.cancel()
+                await self.client.close()
         return self.log
+
+    def _beacons(self) -> BeaconSender | None:
+        cfg = self.config
+        if not cfg.beacon_url:
+            return None
+        seq = iter(range(10**9))
+        title = title_of_url(cfg.url)
+        # A given session id ("p000") repeats across runs; the beacon's must not.
+        sid = f"{self.sid}.{uuid.uuid4().hex[:6]}" if cfg.session_id else self.sid
+
+        def make(final: bool) -> dict[str, Any]:
+            return beacon_fields(self.core, session_id=sid, title=title, abr=cfg.abr,
+                                 protocol=cfg.protocol, edge=self.served_by, seq=next(seq),
+                                 retries=self.log.retries, error=self.log.error, final=final)
+
+        sender = BeaconSender(cfg.beacon_url, cfg.beacon_interval_s, make, self.event,
+                              ssl_context(cfg.cafile, cfg.insecure))
+        sender.start()
+        return sender
 
     async def _run(self) -> None:
         cfg = self.config
         pres, video = await self.load()
         self.event("manifest_loaded", kind=pres.kind, levels=video.levels, segments=video.segments)
-        core = SessionCore(CoreConfig(cfg.abr, cfg.model, cfg.trace.name if cfg.trace else "-", cfg.fixed_level))
+        core = self.core = SessionCore(CoreConfig(cfg.abr, cfg.model, cfg.trace.name if cfg.trace else "-",
+                                                  cfg.fixed_level))
         self._kbps = [b / 1000 for b in video.bitrates_bps]
         self.clock.start()  # the session clock starts with the first segment request
         audio = pres.audio.durations_s if pres.audio else ()

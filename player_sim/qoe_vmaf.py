@@ -1,13 +1,18 @@
 """Quality-aware QoE (`--qoe vmaf`): sessions scored on the per-segment VMAF of what was played.
 
-The weights are those of Comyco's QoE model (Huang et al., "Comyco: Quality-Aware Adaptive
-Video Streaming via Imitation Learning", ACM Multimedia 2019), fitted there to the
-Waterloo SQoE-III ratings, per segment n with VMAF V_n and stall T_n (seconds):
+The model is Comyco's (Huang et al., "Comyco: Quality-Aware Adaptive Video Streaming via
+Imitation Learning", ACM Multimedia 2019), a linear QoE fitted there to the Waterloo SQoE-III
+ratings. The constants are copied from the authors' code, thu-media/Comyco `src/fixed_env.py`
+(`get_optimal`) and `src/fixed_test.py` (the per-chunk reward), commit fc34f06: per segment n
+with VMAF V_n and stall T_n (seconds),
 
-    QoE = ALPHA * V_n - BETA * T_n + GAMMA * [V_n - V_n-1]+ - DELTA * [V_n - V_n-1]-
+    QoE_n = 0.8469011 V_n - 28.79591348 T_n + 0.29797156 [V_n - V_n-1]+
+            - 1.06099887 [V_n - V_n-1]- - 2.661618558192494
 
-Startup delay is charged as stall time (BETA per second).
-Pure functions over a session's records and the title's per-segment VMAF table.
+The first segment has no switch term (Comyco sets V_0 = V_1). Comyco's simulator starts
+with an empty buffer and charges the first segment's download as rebuffering, so startup
+delay is charged as stall time here too. Pure functions over a session's records and the
+title's per-segment VMAF table.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from collections.abc import Sequence
 
 from player_sim.qoe import SegmentRecord
 
-ALPHA = 0.8469
+ALPHA = 0.8469011
 """Weight of the segment's VMAF."""
-BETA = 28.7959
+BETA = 28.79591348
 """Penalty per second of stall."""
-GAMMA = 0.2979
+GAMMA = 0.29797156
 """Weight of a VMAF rise between consecutive segments."""
-DELTA = 1.0610
+DELTA = 1.06099887
 """Penalty of a VMAF drop between consecutive segments."""
+EPSILON = 2.661618558192494
+"""Constant subtracted per segment (the fit's intercept)."""
 
 
 def vmaf_qoe(records: Sequence[SegmentRecord], vmaf: Sequence[Sequence[float]],
@@ -34,8 +41,8 @@ def vmaf_qoe(records: Sequence[SegmentRecord], vmaf: Sequence[Sequence[float]],
     drops = sum(max(0.0, a - b) for a, b in zip(played, played[1:], strict=False))
     stall = sum(r.rebuffer_s for r in records[1:])
     startup = startup_s
-    score = ALPHA * sum(played) - BETA * (stall + startup) + GAMMA * rises - DELTA * drops
     n = len(played)
+    score = ALPHA * sum(played) - BETA * (stall + startup) + GAMMA * rises - DELTA * drops - EPSILON * n
     return {
         "vmaf_qoe": score,
         "vmaf_qoe_per_chunk": score / n if n else 0.0,

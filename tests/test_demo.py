@@ -34,6 +34,9 @@ def test_demo_encodes_serves_plays_over_h1_h2_h3_and_stops_everything(tmp_path):
     rows = {ln.split()[0]: ln.split() for ln in text.splitlines() if ln[:3] in ("h1 ", "h2 ", "h3 ")}
     assert set(rows) == {"h1", "h2", "h3"}
     assert all(r[1] == "1" and r[-1] == "0" for r in rows.values())  # one session each, none failed
+    # a fair comparison: every protocol met the same (cold) cache, so the same hit ratio
+    assert "every protocol on a cold cache" in text and "shield" in text
+    assert len({r[-3] for r in rows.values()}) == 1, rows
     assert "'h1':" in text and "'h2':" in text and "'h3':" in text  # the edge logged every protocol
     assert (out / "report.html").stat().st_size > 10_000
     assert sorted(p.name for p in out.glob("session-*.json")) == [
