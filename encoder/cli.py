@@ -79,6 +79,17 @@ def register(subparsers: Any) -> None:
     e.add_argument("--quality", action="store_true",
                    help="measure VMAF, PSNR (dB) and SSIM per rung (needs ffmpeg with libvmaf; "
                         "default off)")
+    e.add_argument("--chunks", default=None, metavar="auto|N",
+                   help="encode the video as N chunks of whole segments, in parallel on a Dask "
+                        "cluster, joined into one continuous track per rendition; auto: two per "
+                        "worker, 10 to 300 s each (default: one ffmpeg process)")
+    e.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:8786",
+                   help="the Dask cluster for --chunks and --ladder per-title probes: local (a "
+                        "LocalCluster of --workers processes) or a `dask scheduler` address; the "
+                        "media folder and the source must be the same path on every worker "
+                        "(default with --chunks: local; else no cluster)")
+    e.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --scheduler local: worker processes, 1 to 64 (default: one per CPU)")
     e.add_argument("--force", action="store_true",
                    help="replace an existing title (default: refuse)")
     e.add_argument("--progress", choices=PROGRESS_MODES, default="auto", help=PROGRESS_HELP)
@@ -153,6 +164,7 @@ def _encode(args: argparse.Namespace) -> int:
         subtitles=tuple(args.subtitles), surround=not args.no_surround, deinterlace=args.deinterlace,
         encrypt=args.encrypt, key=args.key, kid=args.kid, license_url=args.license_url,
         target_vmaf=args.target_vmaf, max_rungs=args.max_rungs, min_kbps=args.min_kbps,
+        chunks=args.chunks, scheduler=args.scheduler, workers=args.workers,
     )
     replaced = (args.media / args.title).exists()
     doc = encode(config)

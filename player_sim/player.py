@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
+from player_sim import steering
 from player_sim.beacon import BeaconSender, beacon_fields, last_via, title_of_url
 from player_sim.clients import (
     HttpClient,
@@ -61,6 +62,7 @@ from player_sim.session import (
     Wait,
 )
 from player_sim.shaping import Shaper
+from player_sim.steering import Steering
 from player_sim.traces import Trace
 from player_sim.transfer import Clock, InFlight, Transfer
 from player_sim.video import Video, make_video, parse_title
@@ -244,6 +246,9 @@ class Session:
         self.allowed = parse_allow_hosts(config.allow_hosts)
         self.origins = {origin(config.url)}
         """Origins fetched from without asking: the manifest's, and those its request was redirected to."""
+        self.steering: Steering | None = None
+        """Content steering, when the manifest has it (:mod:`player_sim.steering`)."""
+        self.steering_task: asyncio.Future[None] | None = None
         self.core: SessionCore | None = None
         self.served_by = host_port(config.url)
         """The edge that served the media: the last ``Via`` pseudonym seen, else the URL's host."""
@@ -301,7 +306,7 @@ class Session:
                                else self.config.model.rtt_s)
                     await self.clock.sleep_until(start + latency)
                 sent = self.now()  # the request leaves after the trace's latency
-                full_url = url
+                full_url = sent_url = self.steering.url(url) if self.steering else url
                 if cmcd and self.config.cmcd:
                     full_url += ("&" if "?" in url else "?") + cmcd_query(cmcd)
                 target = full_url
@@ -310,7 +315,7 @@ class Session:
                         self.origins.add(origin(target))  # where the manifest's origin sends us
                     self.check_host(target)
                     transfer = Transfer(self.clock, self.shaper if shaped else None, start,
-                                         kind in ("manifest", "playlist", "title"), limit_bytes, watch)
+                                         kind in ("manifest", "playlist", "title", "steering"), limit_bytes, watch)
                     try:
                         async with asyncio.timeout(deadline_s):
                             reply = await self.client.request(target, {"accept": "*/*"}, transfer.on_chunk,
@@ -336,7 +341,7 @@ class Session:
                 received, first = transfer.received, transfer.first
                 if reply.status >= 500:
                     raise TransportFailure(f"{url}: HTTP {reply.status} from the server")
-                self.event("request", kind=kind, url=url, status=reply.status, protocol=reply.protocol,
+                self.event("request", kind=kind, url=sent_url, status=reply.status, protocol=reply.protocol,
                            bytes=received, start_s=round(start, 4), ttfb_s=round((first[0] if first else end) - start, 4),
                            end_s=round(end, 4), x_cache=reply.headers.get("x-cache"), attempt=attempt, **info)
                 if reply.status >= 400:
@@ -347,6 +352,8 @@ class Session:
                 body: bytes | int = b"".join(transfer.parts) if transfer.keep else received
                 return Fetched(reply, body, start, first[0] if first else end, target)
             except TransportFailure as exc:
+                if steering.on_failure(self, url, str(exc)):
+                    continue   # another pathway, at once (hls.js: penalty box, next pathway)
                 if attempt >= self.config.max_retries:
                     raise PlayerError(f"giving up on {url} after {attempt + 1} attempts ({exc})") from None
                 self.log.retries += 1
@@ -371,8 +378,14 @@ class Session:
         text, url = await self.text(self.config.url, "manifest")
         kind = manifest_kind(url, text)
         if kind == "dash":
-            pres = parse_dash(text, url)
+            self.steering, base = steering.adopt_dash(text, url)
+            if self.steering:
+                await steering.start(self)
+            pres = parse_dash(text, base)
         else:
+            self.steering, text = steering.adopt_hls(text, url)
+            if self.steering:
+                await steering.start(self)
             variants, audio_uri = parse_hls_master(text, url)
             variants.sort(key=lambda v: v.average_bps or v.bandwidth_bps)
             tracks = []
@@ -439,6 +452,8 @@ class Session:
                 if beacons is not None:
                     await beacons.close()
             finally:
+                if self.steering_task is not None:
+                    self.steering_task.cancel()
                 await self.client.close()
         return self.log
 
