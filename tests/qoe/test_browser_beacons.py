@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from origin.server import DEFAULT_NODE_MODULES
-from tests.qoe.conftest import QoeStack
 from abrstack.beacons import QOE
 from abrstack.bus import Event
+from origin.server import DEFAULT_NODE_MODULES
+from tests.qoe.conftest import QoeStack
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
