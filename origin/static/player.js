@@ -135,6 +135,13 @@
     });
     player.on(events.ERROR, (e) => {
       const err = e && e.error ? e.error : e;
+      // 27 (DOWNLOAD_ERROR_ID_CONTENT): a media segment failed after dash.js's retries; dash.js
+      // then blacklists that BaseURL's serviceLocation and goes on from the next one (content
+      // steering, several edges), so it is a warning; if nothing is left, playback stalls.
+      if (err && err.code === 27) {
+        state.warnings.push("dash.js error 27: " + (err.message || ""));
+        return;
+      }
       fail("dash.js error " + (err && err.code !== undefined ? err.code + ": " : "") +
            (err && err.message ? err.message : JSON.stringify(err)));
     });

@@ -98,5 +98,5 @@ def test_the_context_alone_builds_the_package(tmp_path: Path) -> None:
     (wheel,) = out.glob("abrstack-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("abrstack/cli.py", "edge/app.py", "origin/static/player.html",
-                 "encoder/languages.json", "steer/hrw.py"):
+                 "encoder/languages.json", "steer/hrw.py", "qoe/__init__.py"):
         assert must in names, must
