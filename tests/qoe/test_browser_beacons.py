@@ -93,3 +93,44 @@ def test_player_page_without_a_bus_stops_beaconing(qoe_stack: QoeStack) -> None:
             browser.close()
     assert state["errors"] == [] and state["beacon"]["status"] == 503 and state["beacon"]["off"], state
     assert state["beacon"]["sent"] == 0
+
+
+def test_dashboard_draws_charts_and_switches_dimension(qoe_stack: QoeStack) -> None:
+    import asyncio
+
+    from playwright.sync_api import sync_playwright
+
+    from abrstack.beacons import beacon_event
+    from abrstack.bus import Publisher, connect
+    from tests.qoe.conftest import beacon
+    from tests.qoe.test_aggregator import aggregator
+
+    async def publish() -> None:
+        client = connect(qoe_stack.redis.url)
+        try:
+            pub = Publisher(client)
+            for i, abr in enumerate(("bola", "bba", "bola")):
+                await pub.publish(QOE, beacon_event(beacon(session_id=f"dash-{i}", title="chart",
+                                                           abr=abr, bitrate_bps=1e6 * (i + 1))))
+        finally:
+            await client.aclose()
+
+    asyncio.run(publish())
+    with aggregator(qoe_stack.redis.url) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/")
+            page.wait_for_function("() => window.qoeDashboard.updates >= 3 && "
+                                   "document.querySelector('#rows tr[data-value=chart]')", timeout=30_000)
+            lines = page.eval_on_selector_all("#chart-active polyline", "ls => ls.map(l => l.dataset.series)")
+            assert "chart" in lines
+            assert page.text_content("#rows tr[data-value=chart] td:nth-child(2)") == "3"  # active
+            page.click("#tabs button[data-dim=abr]")
+            page.wait_for_selector("#rows tr[data-value=bba]")
+            series = page.eval_on_selector_all("#chart-bitrate polyline", "ls => ls.map(l => l.dataset.series)")
+            assert {"bola", "bba"} <= set(series)
+            assert "bus connected" in (page.text_content("#bus") or "")
+            assert page.evaluate("() => window.qoeDashboard.error") is None
+        finally:
+            browser.close()
