@@ -157,6 +157,12 @@ def register(subparsers: Any) -> None:
                         "another worker, 1 to 3600 (default 30)")
     w.add_argument("--name", default=None,
                    help="this worker's name in the group and the job state (default HOST-PID)")
+    w.add_argument("--chunks", default=None, metavar="auto|N",
+                   help="encode every job as chunks on a Dask cluster (`abr encode --chunks`; "
+                        "default: one ffmpeg process per job)")
+    w.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:8786",
+                   help="the Dask cluster for --chunks (`abr encode --scheduler`; default with "
+                        "--chunks: local)")
     w.set_defaults(handler=_worker)
 
 
@@ -250,5 +256,6 @@ def _worker(args: argparse.Namespace) -> int:
     from encoder.worker import WorkerConfig, run
 
     run(WorkerConfig(redis=args.redis, media=args.media, inputs=args.inputs,
-                     max_attempts=args.max_attempts, visibility_s=args.visibility_s, name=args.name))
+                     max_attempts=args.max_attempts, visibility_s=args.visibility_s, name=args.name,
+                     chunks=args.chunks, scheduler=args.scheduler))
     return 0

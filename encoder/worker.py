@@ -33,8 +33,10 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from abrstack.bus import Consumer, Delivery, Event, connect
+from abrstack.cluster import ClusterError, check_scheduler
 from abrstack.events import TITLES
 from encoder.announce import title_event_for
+from encoder.chunks import chunk_count
 from encoder.errors import EncoderError
 from encoder.jobqueue import GROUP, JOBS, RedisJobs, job_key
 from encoder.service import (
@@ -115,6 +117,10 @@ class WorkerConfig:
     """A job whose worker renewed no claim for this long is taken by another worker."""
     name: str | None = None
     """This worker's name in the group and in job state (default HOST-PID)."""
+    chunks: str | None = None
+    """Passed to every encode as `--chunks` (Dask chunked encoding); None: one ffmpeg."""
+    scheduler: str | None = None
+    """Passed to every encode as `--scheduler` (the Dask cluster)."""
 
 
 class Worker:
@@ -127,6 +133,13 @@ class Worker:
             raise EncoderError("--visibility-s must be from 1 to 3600 seconds")
         if not config.inputs.is_dir():
             raise EncoderError(f"the inputs folder {config.inputs} does not exist")
+        if config.chunks is not None:
+            chunk_count(config.chunks, 60.0, 1)  # refuses a bad value in one sentence
+        if config.scheduler is not None:
+            try:
+                check_scheduler(config.scheduler)
+            except ClusterError as exc:
+                raise EncoderError(str(exc)) from exc
         self.config = config
         self.name = config.name or f"{socket.gethostname()}-{os.getpid()}"
         self.inputs = config.inputs.resolve()
@@ -216,6 +229,10 @@ class Worker:
         try:
             cmd = encode_command(job, self.source_path(job["source"]), self.config.media,
                                  Path(self._ladders.name))
+            if self.config.chunks is not None:
+                cmd += ["--chunks", self.config.chunks]
+            if self.config.scheduler is not None:
+                cmd += ["--scheduler", self.config.scheduler]
         except EncoderError as exc:
             await self.finish(job_id, d, "failed", str(exc), None, 0.0)
             return

@@ -195,8 +195,19 @@ def test_failed_job_and_bad_worker_arguments(queue: Queue) -> None:
     assert _title_events(queue.redis.url) == []
     for extra, words in ((["--inputs", str(queue.root / "nope")], "the inputs folder"),
                          (["--max-attempts", "0"], "--max-attempts must be at least 1"),
-                         (["--visibility-s", "0"], "--visibility-s must be from 1 to 3600")):
+                         (["--visibility-s", "0"], "--visibility-s must be from 1 to 3600"),
+                         (["--chunks", "x"], "--chunks 'x' is neither 'auto' nor a number"),
+                         (["--scheduler", "nowhere"], "--scheduler 'nowhere' is neither")):
         bad = subprocess.run([*ABR, "encoder", "worker", "--redis", queue.redis.url, "--inputs",
                               str(queue.root / "inputs"), *extra], capture_output=True, text=True,
                              env=ENV, timeout=60)
         assert bad.returncode == 1 and words in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_worker_passes_chunks_through_to_the_encode(queue: Queue) -> None:
+    queue.worker("w1", "--chunks", "2", "--scheduler", "local")
+    job = queue.post(title="k")
+    done = queue.wait(job["id"], lambda j: j["state"] in ("failed", "done"), timeout=120)
+    assert done["state"] == "done", done
+    doc = json.loads((queue.media / "k" / "title.json").read_text())
+    assert "encoded in 2 chunks on Dask" in doc["notes"]
