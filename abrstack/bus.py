@@ -322,6 +322,41 @@ class Consumer:
                     log.warning("bus: ack of %s %s failed: %s", d.topic, d.msg_id, e)
 
 
+class Tail:
+    """Reads every event of a topic after a given entry, without a group: each reader sees all
+    of them and acknowledges nothing (Kafka's assigned partition without a group) — for the
+    in-memory views that any number of processes keep, such as the origin's catalog. A malformed
+    entry is skipped and counted (a reader without a group has no dead-letter duty)."""
+
+    def __init__(self, client: aioredis.Redis, topic: str, after: str = "$", *,
+                 batch: int = 100, block_s: float = 1.0):
+        self.client, self.topic, self.after = client, topic, after
+        self.batch, self.block_ms = batch, max(1, int(block_s * 1000))
+        self.malformed = 0
+
+    async def start_at_end(self) -> None:
+        """Read only what is appended from now on (the id of the topic's last entry)."""
+        last: Any = await self.client.xrevrange(self.topic, count=1)
+        self.after = _s(last[0][0]) if last else "0-0"
+
+    async def poll(self) -> list[Event]:
+        """The next events (blocking up to `block_s`); `after` moves past them."""
+        if self.after == "$":
+            await self.start_at_end()
+        resp: Any = await self.client.xread({self.topic: self.after}, count=self.batch,
+                                            block=self.block_ms)
+        out = []
+        for _stream, entries in resp or []:
+            for msg_id, fields in entries:
+                self.after = _s(msg_id)
+                try:
+                    out.append(Event.decode(fields.get(b"e", fields.get("e"))))
+                except MalformedEvent as e:
+                    self.malformed += 1
+                    log.warning("bus: %s %s skipped: %s", self.topic, self.after, e)
+        return out
+
+
 class SeenIds:
     """A bounded set of event ids already handled: makes an at-least-once handler effectively
     once (within the last `capacity` ids; a durable handler keys its own state by event id)."""

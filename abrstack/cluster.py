@@ -17,8 +17,10 @@ sweeps submit their independent jobs through :func:`run_jobs`; the cluster is op
 from __future__ import annotations
 
 import os
+import secrets
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +30,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 DEFAULT_RETRIES = 2
+ABORT_WAIT_S = 10.0
+"""After a failure or Ctrl-C, how long running jobs get to see the abort flag and stop."""
 
 
 class ClusterError(AbrError):
@@ -70,14 +74,19 @@ def open_client(scheduler: str = "local", workers: int | None = None,
 
 
 def run_jobs(client: Any, fn: Callable[[T], R], items: Sequence[T], *,
-             retries: int = DEFAULT_RETRIES, what: str = "job") -> list[R]:
+             retries: int = DEFAULT_RETRIES, what: str = "job", abort: str | None = None,
+             on_done: Callable[[int], None] | None = None) -> list[R]:
     """Run ``fn(item)`` for every item on the cluster; results in the items' order.
 
     `fn` must be importable by the workers (a module-level function). A job that still
     fails after `retries` retries raises :class:`ClusterError` naming the item and the
-    cause; the other jobs are cancelled then, and on Ctrl-C.
+    cause; the other jobs are cancelled then, and on Ctrl-C. Dask cannot stop a job that
+    is running, so jobs that start processes take an `abort` name: on failure or Ctrl-C
+    the client raises that flag (a `distributed.Event`), running jobs that watch it with
+    :func:`abort_flag` stop, and the client waits up to ABORT_WAIT_S for them.
+    `on_done(i)` is called as job i finishes.
     """
-    from distributed import as_completed
+    from distributed import Event, as_completed, wait
 
     if not items:
         return []
@@ -85,6 +94,8 @@ def run_jobs(client: Any, fn: Callable[[T], R], items: Sequence[T], *,
     index = {f.key: i for i, f in enumerate(futures)}
     try:
         for future in as_completed(futures):  # stop at the first failure, not the last job
+            if on_done is not None and future.status == "finished":
+                on_done(index[future.key])
             if future.status == "error":
                 item = items[index[future.key]]
                 raise ClusterError(f"{what} {item!r} failed after {retries} retries: "
@@ -94,8 +105,42 @@ def run_jobs(client: Any, fn: Callable[[T], R], items: Sequence[T], *,
                 raise ClusterError(f"{what} {item!r} was cancelled on the cluster")
         return [f.result() for f in futures]
     except BaseException:
+        if abort is not None:
+            with suppress(Exception):
+                Event(abort, client=client).set()
+                wait(futures, timeout=ABORT_WAIT_S)
         client.cancel(futures)
         raise
+    finally:
+        if abort is not None:
+            with suppress(Exception):
+                Event(abort, client=client).clear()
+
+
+@contextmanager
+def abort_flag(name: str, poll_s: float = 1.0) -> Iterator[threading.Event]:
+    """In a job on a worker: a `threading.Event` that is set when the client raises the
+    batch's abort flag `name` (see :func:`run_jobs`); watched while the block runs."""
+    from distributed import Event
+
+    flag, done = threading.Event(), threading.Event()
+    event = Event(name)
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                if event.wait(poll_s):
+                    flag.set()
+                    return
+            except Exception:  # the client went away: the job ends with its batch
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield flag
+    finally:
+        done.set()
 
 
 def _sentence(exc: BaseException | None) -> str:
@@ -105,16 +150,49 @@ def _sentence(exc: BaseException | None) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _sees(path: str) -> bool:
-    return os.path.isdir(path) and os.access(path, os.W_OK)
+def _sees(path: str, marker: str = "", token: str = "") -> bool:
+    if not (os.path.isdir(path) and os.access(path, os.W_OK)):
+        return False
+    if not marker:
+        return True
+    try:
+        with open(os.path.join(path, marker)) as f:
+            return f.read() == token
+    except OSError:
+        return False
+
+
+def _reads(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.R_OK)
 
 
 def check_shared_path(client: Any, path: Path) -> None:
-    """Fail with one sentence unless every worker sees `path` as a writable folder."""
-    seen = client.run(_sees, str(path.resolve()))
+    """Fail with one sentence unless every worker sees `path` as a writable folder, and
+    the same folder: a marker file written here must be there, with its random content."""
+    folder = path.resolve()
+    marker, token = f".abr-shared-{secrets.token_hex(6)}", secrets.token_hex(16)
+    try:
+        (folder / marker).write_text(token)
+    except OSError:
+        marker = token = ""  # not writable here: the workers' answer decides alone
+    try:
+        seen = client.run(_sees, str(folder), marker, token)
+    finally:
+        if marker:
+            with suppress(OSError):
+                (folder / marker).unlink()
     blind = sorted(addr for addr, ok in seen.items() if not ok)
     if not seen:
         raise ClusterError("the Dask cluster has no workers")
     if blind:
-        raise ClusterError(f"{path.resolve()} must be a shared folder every Dask worker can "
+        raise ClusterError(f"{folder} must be a shared folder every Dask worker can "
                            f"write, but {', '.join(blind)} cannot see it")
+
+
+def check_shared_file(client: Any, path: Path) -> None:
+    """Fail with one sentence unless every worker can read the file `path` (same path)."""
+    seen = client.run(_reads, str(path.resolve()))
+    blind = sorted(addr for addr, ok in seen.items() if not ok)
+    if blind:
+        raise ClusterError(f"{path.resolve()} must be on a shared path every Dask worker can "
+                           f"read, but {', '.join(blind)} cannot read it")

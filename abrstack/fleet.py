@@ -383,6 +383,9 @@ def register(subparsers: Any) -> None:
     d.add_argument("--state", type=Path, default=Path(".fleet"),
                    help="state folder (default .fleet)")
     d.set_defaults(handler=_down)
+    from abrstack.k8s_cli import register as register_k8s
+
+    register_k8s(sub)  # abr fleet k8s: the same spec as Kubernetes manifests
 
     def _help(args: argparse.Namespace) -> int:
         p.print_help()

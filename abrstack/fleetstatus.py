@@ -84,8 +84,10 @@ def _probe(svc: Service) -> dict[str, Any]:
         row.update({"requests": m.get("abr_origin_requests_total", 0.0),
                     "bytes_served": m.get("abr_origin_response_bytes_total", 0.0)
                     if media is None else media})
-    else:
-        row["metrics"] = {k: v for k, v in m.items() if "{" not in k and k.startswith("steer")}
+    else:  # the steering service: its decisions, and how many edges it sees up
+        row.update({"requests": m.get("steer_decisions_total", 0.0),
+                    "load": m.get("steer_sessions"),
+                    "edges_up": int(m.get("steer_edge_up", 0.0))})
     return row
 
 

@@ -1,4 +1,4 @@
-"""`abr sample`, `abr encode` and `abr encoder serve`."""
+"""`abr sample`, `abr encode`, `abr encoder serve` and `abr encoder worker`."""
 
 from __future__ import annotations
 
@@ -79,6 +79,17 @@ def register(subparsers: Any) -> None:
     e.add_argument("--quality", action="store_true",
                    help="measure VMAF, PSNR (dB) and SSIM per rung (needs ffmpeg with libvmaf; "
                         "default off)")
+    e.add_argument("--chunks", default=None, metavar="auto|N",
+                   help="encode the video as N chunks of whole segments, in parallel on a Dask "
+                        "cluster, joined into one continuous track per rendition; auto: two per "
+                        "worker, 10 to 300 s each (default: one ffmpeg process)")
+    e.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:8786",
+                   help="the Dask cluster for --chunks and --ladder per-title probes: local (a "
+                        "LocalCluster of --workers processes) or a `dask scheduler` address; the "
+                        "media folder and the source must be the same path on every worker "
+                        "(default with --chunks: local; else no cluster)")
+    e.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --scheduler local: worker processes, 1 to 64 (default: one per CPU)")
     e.add_argument("--force", action="store_true",
                    help="replace an existing title (default: refuse)")
     e.add_argument("--progress", choices=PROGRESS_MODES, default="auto", help=PROGRESS_HELP)
@@ -120,7 +131,43 @@ def register(subparsers: Any) -> None:
                        help="also serve POST /keys/TITLE (ClearKey licences of --encrypt titles) to "
                             "requests with 'Authorization: Bearer TOKEN', at least 16 characters; "
                             "or set ABR_KEY_TOKEN (default: no key server)")
+    serve.add_argument("--redis", default=None, metavar="URL",
+                       help="keep jobs in Redis at URL and queue them on the jobs topic for "
+                            "`abr encoder worker`s, which run the encodes (default: no Redis; "
+                            "this service runs --concurrency encodes itself)")
+    serve.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:8786",
+                       help="without --redis: fan every job's chunks out on this Dask cluster (abr "
+                            "encode --chunks auto --scheduler ...); --media and --inputs must be the "
+                            "same path on every Dask worker (default: one ffmpeg process per job)")
     serve.set_defaults(handler=_serve)
+
+    w = ssub.add_parser(
+        "worker", help="take encoding jobs from the Redis work queue and run them",
+        description="Take encoding jobs queued by `abr encoder serve --redis URL` through the "
+                    "consumer group 'encoders' of the jobs topic, one at a time, and run each as "
+                    "a child `abr encode`. Any number of workers may run, on any machine that "
+                    "sees --media and --inputs. A job whose worker dies is taken by another after "
+                    "--visibility-s and run again from 0%; its title is published once.")
+    w.add_argument("--redis", required=True, metavar="URL",
+                   help="the event bus, e.g. redis://127.0.0.1:6379/0 (required; no default)")
+    w.add_argument("--media", type=Path, default=Path("media"),
+                   help="folder titles are published to (default media)")
+    w.add_argument("--inputs", type=Path, default=Path("media/sources"),
+                   help="the only folder sources are taken from (default media/sources)")
+    w.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                   help="runs of a job (workers dying under it) before it fails (default 3)")
+    w.add_argument("--visibility-s", type=float, default=30.0, metavar="S",
+                   help="a job whose worker has not renewed its claim for S seconds is taken by "
+                        "another worker, 1 to 3600 (default 30)")
+    w.add_argument("--name", default=None,
+                   help="this worker's name in the group and the job state (default HOST-PID)")
+    w.add_argument("--chunks", default=None, metavar="auto|N",
+                   help="encode every job as chunks on a Dask cluster (`abr encode --chunks`; "
+                        "default: one ffmpeg process per job)")
+    w.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:8786",
+                   help="the Dask cluster for --chunks (`abr encode --scheduler`; default with "
+                        "--chunks: local)")
+    w.set_defaults(handler=_worker)
 
 
 def _terminate_as_interrupt() -> None:
@@ -153,6 +200,7 @@ def _encode(args: argparse.Namespace) -> int:
         subtitles=tuple(args.subtitles), surround=not args.no_surround, deinterlace=args.deinterlace,
         encrypt=args.encrypt, key=args.key, kid=args.kid, license_url=args.license_url,
         target_vmaf=args.target_vmaf, max_rungs=args.max_rungs, min_kbps=args.min_kbps,
+        chunks=args.chunks, scheduler=args.scheduler, workers=args.workers,
     )
     replaced = (args.media / args.title).exists()
     doc = encode(config)
@@ -202,7 +250,17 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         host=args.host, port=args.port, inputs=args.inputs, media=args.media,
         state=args.state or args.media / ".jobs", concurrency=args.concurrency,
-        key_token=args.key_token or os.environ.get("ABR_KEY_TOKEN") or None,
+        key_token=args.key_token or os.environ.get("ABR_KEY_TOKEN") or None, redis=args.redis,
+        scheduler=args.scheduler,
     )
     run(config)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from encoder.worker import WorkerConfig, run
+
+    run(WorkerConfig(redis=args.redis, media=args.media, inputs=args.inputs,
+                     max_attempts=args.max_attempts, visibility_s=args.visibility_s, name=args.name,
+                     chunks=args.chunks, scheduler=args.scheduler))
     return 0

@@ -76,10 +76,18 @@ class EncodeConfig:
     """`--ladder per-title`: at most this many rungs (default 6)."""
     min_kbps: float | None = None
     """`--ladder per-title`: the bottom rung's bitrate (default 200)."""
+    chunks: str | None = None
+    """`--chunks auto|N`: encode the video as N chunk tasks on a Dask cluster; None: one ffmpeg."""
+    scheduler: str | None = None
+    """`--scheduler local|tcp://HOST:8786`: the cluster for chunks and per-title probes
+    (default with --chunks: local)."""
+    workers: int | None = None
+    """`--workers N`: worker processes of a local cluster (default: one per CPU)."""
 
 
-def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
-    """Check every option and the source, and decide the encode (no files written)."""
+def make_plan(config: EncodeConfig, client: Any = None) -> tuple[EncodePlan, Any]:
+    """Check every option and the source, and decide the encode (no files written except
+    per-title probes'); with a Dask `client`, per-title probes run on its cluster."""
     check_title_name(config.title)
     if not MIN_SEGMENT_S <= config.segment_s <= MAX_SEGMENT_S:
         raise LadderError(
@@ -127,7 +135,8 @@ def make_plan(config: EncodeConfig) -> tuple[EncodePlan, Any]:
             rungs, record = per_title_ladder(
                 str(info.path), codecs[0], info.width, info.height, info.duration_s,
                 target_vmaf=target, max_rungs=most, min_kbps=least,
-                on_done=lambda done, total: bar.update(done / total))
+                on_done=lambda done, total: bar.update(done / total),
+                client=client, shared_dir=config.media_dir if client is not None else None)
         finally:
             bar.close()
     notes: list[str] = []
@@ -190,9 +199,40 @@ def _interlace(info: SourceInfo, mode: str) -> dict[str, Any]:
     return {**found, "deinterlaced": bool(found["interlaced"])}
 
 
+def _check_cluster_options(config: EncodeConfig) -> None:
+    from abrstack.cluster import check_scheduler
+    from encoder.chunks import chunk_count
+
+    if config.chunks is not None:
+        chunk_count(config.chunks, 1.0, 1)
+        if config.encrypt is not None:
+            raise EncoderError("--chunks cannot encrypt yet (every chunk would restart the CENC "
+                               "counters under one key); encode without --chunks")
+    if config.scheduler is not None:
+        check_scheduler(config.scheduler)
+        if config.chunks is None and config.ladder != "per-title":
+            raise EncoderError("--scheduler needs --chunks or --ladder per-title (the work it spreads)")
+    if config.workers is not None:
+        if not 1 <= config.workers <= 64:
+            raise EncoderError(f"--workers {config.workers} is out of range (1 to 64)")
+        if (config.scheduler or "local") != "local" or config.chunks is None and config.scheduler is None:
+            raise EncoderError("--workers sizes a local cluster: it needs --chunks or --scheduler local")
+
+
 def encode(config: EncodeConfig, cancel: threading.Event | None = None) -> dict[str, Any]:
     """Encode `config.source` into `media_dir/title`; return the title document."""
-    plan, info = make_plan(config)
+    _check_cluster_options(config)
+    if config.chunks is None and config.scheduler is None:
+        return _encode(config, None, cancel)
+    from abrstack.cluster import open_client
+
+    config.media_dir.mkdir(parents=True, exist_ok=True)
+    with open_client(config.scheduler or "local", workers=config.workers) as client:
+        return _encode(config, client, cancel)
+
+
+def _encode(config: EncodeConfig, client: Any, cancel: threading.Event | None) -> dict[str, Any]:
+    plan, info = make_plan(config, client)
     media = config.media_dir
     if (media / config.title).exists() and not config.force:
         raise PublishError(
@@ -207,12 +247,19 @@ def encode(config: EncodeConfig, cancel: threading.Event | None = None) -> dict[
         for i in range(len(plan.video_outputs()) + len(plan.audio_outputs())):
             (staged / f"r{i}").mkdir()
         subtitle_files = tuple(staged / f"sub{k}.vtt" for k in range(len(plan.subtitles)))
-        args = build_args(plan, str(staged / "manifest.mpd"), tuple(map(str, subtitle_files)))
-        bar = Progress(f"encode {config.title}", plan.duration_s, config.progress)
-        try:
-            run_ffmpeg(args, what=f"encoding {config.source}", on_progress=bar.update, cancel=cancel)
-        finally:
-            bar.close()
+        if config.chunks is not None:
+            from encoder.chunked import encode_chunked
+
+            count = encode_chunked(client, plan, staged, media, config.chunks, subtitle_files,
+                                   config.progress)
+            plan = replace(plan, notes=(*plan.notes, f"encoded in {count} chunk{'s' * (count != 1)} on Dask"))
+        else:
+            args = build_args(plan, str(staged / "manifest.mpd"), tuple(map(str, subtitle_files)))
+            bar = Progress(f"encode {config.title}", plan.duration_s, config.progress)
+            try:
+                run_ffmpeg(args, what=f"encoding {config.source}", on_progress=bar.update, cancel=cancel)
+            finally:
+                bar.close()
         doc = package(staged, plan, info, config.title, version, subtitle_files=subtitle_files)
         if config.quality:
             from encoder.quality import measure_quality

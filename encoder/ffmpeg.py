@@ -68,11 +68,14 @@ def run_ffmpeg(
     what: str,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    die_with_parent: bool = False,
 ) -> None:
     """Run ffmpeg with `args` (without the binary); raise FfmpegError on failure.
 
     Progress comes from ffmpeg's `-progress pipe:1` key=value stream (added here), so the
     caller's args must not use stdout. `cancel` set from another thread stops ffmpeg.
+    `die_with_parent` (Linux): ffmpeg is killed when the thread that started it dies, e.g.
+    with a Dask worker killed mid-task, so it cannot write on beside the task's retry.
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-y", "-loglevel", "warning",
            "-progress", "pipe:1", *args]
@@ -84,6 +87,7 @@ def run_ffmpeg(
         text=True,
         errors="replace",
         start_new_session=True,  # Ctrl-C reaches us, not ffmpeg: we stop it ourselves
+        preexec_fn=_kill_with_parent if die_with_parent else None,  # noqa: PLW1509
     )
 
     def drain_stderr() -> None:
@@ -120,6 +124,15 @@ def run_ffmpeg(
         raise Cancelled(f"{what} was cancelled")
     if proc.returncode != 0:
         raise FfmpegError(_summarise(what, proc.returncode, list(tail)), cmd, "\n".join(tail))
+
+
+def _kill_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent thread exits (PR_SET_PDEATHSIG)."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError):  # not Linux: a retry's fresh folder still keeps them apart
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

@@ -222,12 +222,28 @@ def per_title_ladder(source: str, codec: str, width: int, height: int, duration_
                      target_vmaf: float = 95.0, max_rungs: int = 6, min_kbps: float = 200.0,
                      workers: int | None = None,
                      on_done: Callable[[int, int], None] | None = None,
+                     client: Any = None, shared_dir: Path | None = None,
                      ) -> tuple[tuple[Rung, ...], dict[str, Any]]:
-    """Probe, hull and choose: the ladder's rungs and the record for title.json."""
+    """Probe, hull and choose: the ladder's rungs and the record for title.json.
+
+    With a Dask `client`, the probes run as tasks on its cluster (abrstack.cluster), in a
+    temporary folder inside `shared_dir`, which every worker must see at the same path."""
     check_options(target_vmaf, max_rungs, min_kbps)
-    with tempfile.TemporaryDirectory(prefix="abr-probes-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=".tmp-probes-", dir=shared_dir) as tmp:
         jobs = probe_jobs(source, codec, width, height, duration_s, tmp)
-        points = run_probes(jobs, workers, on_done)
+        if client is None:
+            points = run_probes(jobs, workers, on_done)
+        else:
+            from abrstack.cluster import run_jobs
+
+            finished = [0]
+
+            def done(_: int) -> None:
+                finished[0] += 1
+                if on_done:
+                    on_done(finished[0], len(jobs))
+
+            points = run_jobs(client, run_probe, jobs, what="probe", on_done=done)
     hull = upper_hull(points)
     chosen = choose_rungs(hull, target_vmaf, max_rungs, min_kbps)
     rungs = tuple(Rung(c["height"], int(c["kbps"] * 1000), name=f"{c['height']}p-{c['kbps']}k")

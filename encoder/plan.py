@@ -193,27 +193,56 @@ def _per_stream(opts: dict[str, Any], key: str, index: int, value: Any) -> None:
     opts[f"{key.removesuffix(':v')}:v:{index}"] = value
 
 
-def build_args(plan: EncodePlan, manifest_path: str, subtitle_paths: tuple[str, ...] = ()) -> list[str]:
+@dataclass(frozen=True)
+class Window:
+    """One chunk of a chunked encode: output frames `first_frame` to `end_frame` (exclusive)."""
+
+    seek_s: float
+    """Input seek (`-ss`, with `-copyts`): a little before the chunk, so the `fps` filter
+    sees the frames it picks from."""
+    read_s: float | None
+    """Seconds of input read from `seek_s` (`-t`); None: to the end."""
+    first_frame: int
+    """The chunk's first frame on the `fps` filter's output (its pts at 1/fps)."""
+    end_frame: int | None
+    """One past the chunk's last frame; None: to the end of the source."""
+    key_times: tuple[float, ...]
+    """Forced keyframe times relative to the chunk's start (half a frame early, so that
+    exactly the one-process encode's keyframes are forced)."""
+    threads: int = 1
+    """Decoder, filter and encoder threads (a chunk task uses one core)."""
+
+
+def build_args(plan: EncodePlan, manifest_path: str, subtitle_paths: tuple[str, ...] = (),
+               window: Window | None = None) -> list[str]:
     """The ffmpeg arguments (without the binary) that encode `plan` into `manifest_path`.
 
     Output stream i (video codec by codec, then audio) is written to `r<i>/init.mp4` and
     `r<i>/seg-NNNNN.m4s` next to the manifest; those folders must exist. Subtitle
     rendition k is written as one WebVTT file to `subtitle_paths[k]` by the same process
-    (the source is read once).
+    (the source is read once). A plan without renditions encodes audio (and subtitles)
+    only. With `window`, only that chunk of the video is encoded (encoder/chunks.py).
     """
     for c in plan.video_codecs:
         check_codec(c)
     if len(subtitle_paths) != len(plan.subtitles):
         raise ValueError("one output path per subtitle rendition")
-    src = ffmpeg.input(plan.source)
+    if window is not None:
+        reading: dict[str, Any] = {} if window.read_s is None else {"t": f"{window.read_s:.6f}"}
+        src = ffmpeg.input(plan.source, ss=f"{window.seek_s:.6f}", threads=window.threads, **reading)
+    else:
+        src = ffmpeg.input(plan.source)
     sides = [ffmpeg.input(f) for f in plan.side_files]
     outputs = plan.video_outputs()
     video = src["v:0"]
     if plan.deinterlace:
         video = video.filter("bwdif", mode="send_field", parity="auto", deint="all")
     video = video.filter("fps", fps=str(plan.fps))
+    if window is not None:  # pts are frame numbers here: trim by them, exactly
+        ends = {} if window.end_frame is None else {"end_pts": window.end_frame}
+        video = video.trim(start_pts=window.first_frame, **ends).setpts("PTS-STARTPTS")
     formats = list(dict.fromkeys(o.format for o in outputs))
-    heads = [video]
+    heads = [video] if outputs else []
     if len(formats) > 1:
         fork = video.filter_multi_output("split", len(formats))
         heads = [fork[k] for k in range(len(formats))]
@@ -238,15 +267,20 @@ def build_args(plan: EncodePlan, manifest_path: str, subtitle_paths: tuple[str, 
     for a in audio:
         streams.append(src[f"a:{a.source_index}"])
     gop = plan.gop_frames
-    opts: dict[str, Any] = {"force_key_frames": f"expr:gte(t,n_forced*{plan.segment_s:g})"}
+    opts: dict[str, Any] = {}
+    if outputs:
+        opts["force_key_frames"] = (f"expr:gte(t,n_forced*{plan.segment_s:g})" if window is None
+                                    else ",".join(f"{t:.6f}" for t in window.key_times))
+    if window is not None:
+        opts["threads"] = window.threads
     one_codec = len(plan.video_codecs) == 1
-    if one_codec:
+    if one_codec and outputs:
         encoder, codec_opts = CODECS[plan.codec]
         opts.update({"c:v": encoder, **codec_opts})
     if len(formats) == 1:
         opts["pix_fmt"] = formats[0].pix_fmt
     half = any(o.rendition.fps_divisor > 1 for o in outputs)
-    if not half:
+    if not half and outputs:
         opts.update({"g": gop, "keyint_min": gop})
     for i, o in enumerate(outputs):
         r = o.rendition
@@ -295,6 +329,8 @@ def build_args(plan: EncodePlan, manifest_path: str, subtitle_paths: tuple[str, 
         sin = src if sub.input == 0 else sides[sub.input - 1]
         outs.append(ffmpeg.output(sin[f"s:{sub.stream}"], path, **{"c:s": "webvtt", "f": "webvtt"}))
     args = list((outs[0] if len(outs) == 1 else ffmpeg.merge_outputs(*outs)).get_args())
+    if window is not None:  # keep the source's timestamps, so the trim sees frame numbers
+        args = ["-copyts", "-start_at_zero", "-filter_complex_threads", str(window.threads), *args]
     inputs = [args[i + 1] for i, a in enumerate(args) if a == "-i"]
     if inputs != [plan.source, *plan.side_files]:  # the input numbers the maps rely on
         raise ValueError(f"ffmpeg inputs out of order: {inputs}")
@@ -305,6 +341,8 @@ def adaptation_sets(plan: EncodePlan) -> str:
     """The dash muxer's sets: one per video codec, one per audio rendition (language, layout)."""
     outputs = plan.video_outputs()
     audio = plan.audio_outputs()
+    if not outputs:
+        return " ".join(f"id={j},streams={j}" for j in range(len(audio)))
     if len(plan.video_codecs) == 1 and len(audio) <= 1:
         return "id=0,streams=v" + (" id=1,streams=a" if audio else "")
     sets = []

@@ -74,6 +74,11 @@ class ServiceConfig:
     """How many encodes run at once."""
     key_token: str | None = None
     """Serve `POST /keys/{title}` (ClearKey licences) to this bearer token; None: no key server."""
+    redis: str | None = None
+    """Keep jobs in Redis at this URL and leave the encodes to `abr encoder worker`s (jobqueue.py)."""
+    scheduler: str | None = None
+    """Without `redis`: fan every job's chunks out on this Dask cluster (`abr encode --chunks
+    auto --scheduler ...`); None: one ffmpeg per job."""
 
 
 class JobError(EncoderError):
@@ -221,6 +226,16 @@ class JobService:
 
     # -- HTTP -----------------------------------------------------------------------
     async def post_job(self, request: web.Request) -> web.Response:
+        job = await self.new_job(request)
+        if isinstance(job, web.Response):
+            return job
+        self.store.jobs[job["id"]] = job
+        self.store.save(job)
+        self.wakeup.set()
+        return web.json_response(job, status=202, headers={"Location": f"/jobs/{job['id']}"})
+
+    async def new_job(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """A queued job from a POST /jobs request, or the error response to send."""
         try:
             body = await request.json()
         except web.HTTPRequestEntityTooLarge:
@@ -250,10 +265,7 @@ class JobService:
             "started": None,
             "finished": None,
         }
-        self.store.jobs[job["id"]] = job
-        self.store.save(job)
-        self.wakeup.set()
-        return web.json_response(job, status=202, headers={"Location": f"/jobs/{job['id']}"})
+        return job
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         state = request.query.get("state")
@@ -311,31 +323,14 @@ class JobService:
                 self._finish(job, "failed", f"internal error: {exc}")
 
     def command(self, job: dict[str, Any]) -> list[str]:
-        cmd = [
-            sys.executable, "-m", "abrstack", "encode", str(self.source_path(job["source"])),
-            "--title", job["title"], "--media", str(self.config.media.resolve()),
-            "--segment-s", str(job["segment_s"]), "--codec", job["codec"], "--progress", "json",
-            "--job-id", job["id"],
-        ]
-        if job["ladder"] != "default":
-            ladder_file = self.config.state / f"{job['id']}.ladder.json"
-            ladder_file.write_text(json.dumps(job["ladder"]))
-            cmd += ["--ladder", str(ladder_file.resolve())]
-        if job.get("audio_lang"):
-            cmd.append(f"--audio-lang={job['audio_lang']}")
-        if job["quality"]:
-            cmd.append("--quality")
-        if job["force"]:
-            cmd.append("--force")
+        cmd = encode_command(job, self.source_path(job["source"]), self.config.media, self.config.state)
+        if self.config.scheduler is not None:
+            cmd += ["--chunks", "auto", "--scheduler", self.config.scheduler]
         return cmd
 
     def published_by(self, job: dict[str, Any]) -> bool:
         """Whether the title on disk was published by this very job (before a crash)."""
-        try:
-            doc = json.loads((self.config.media / job["title"] / "title.json").read_text())
-        except (OSError, ValueError):
-            return False
-        return isinstance(doc, dict) and doc.get("job_id") == job["id"]
+        return published_by(self.config.media, job)
 
     async def run_job(self, job: dict[str, Any]) -> None:
         if self.published_by(job):  # it finished publishing, then the service stopped
@@ -347,25 +342,13 @@ class JobService:
         except JobError as exc:
             self._finish(job, "failed", str(exc))
             return
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_die_with_parent,
-        )
+        proc = await start_encode(cmd)
         self.procs[job["id"]] = proc
-        last_error = ""
-        assert proc.stderr is not None
-        async for raw in proc.stderr:
-            line = raw.decode(errors="replace").strip()
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
-                    msg = json.loads(line)
-                    # encode stage is 90% of the job; quality measurement the rest
-                    share = 0.9 if msg["stage"].startswith("encode") else 0.1
-                    base = 0.0 if share == 0.9 else 0.9
-                    job["progress"] = round(base + share * float(msg["progress"]), 3)
-                    self.store.save(job)
-            elif line:
-                last_error = line
+
+        async def on_progress(progress: float) -> None:
+            job["progress"] = progress
+            self.store.save(job)
+        last_error = await read_progress(proc, on_progress)
         code = await proc.wait()
         self.procs.pop(job["id"], None)
         if job["id"] in self.cancelled or job["state"] == "cancelled":
@@ -393,6 +376,64 @@ class JobService:
                 with contextlib.suppress(asyncio.TimeoutError, ProcessLookupError):
                     await asyncio.wait_for(proc.wait(), 30)
         # Jobs interrupted by this shutdown stay "running" on disk and rerun at start.
+
+
+def encode_command(job: dict[str, Any], source: Path, media: Path, state: Path) -> list[str]:
+    """The child `abr encode` argv of a job (its ladder, if any, written to `state`)."""
+    cmd = [
+        sys.executable, "-m", "abrstack", "encode", str(source),
+        "--title", job["title"], "--media", str(media.resolve()),
+        "--segment-s", str(job["segment_s"]), "--codec", job["codec"], "--progress", "json",
+        "--job-id", job["id"],
+    ]
+    if job["ladder"] != "default":
+        ladder_file = state / f"{job['id']}.ladder.json"
+        ladder_file.write_text(json.dumps(job["ladder"]))
+        cmd += ["--ladder", str(ladder_file.resolve())]
+    if job.get("audio_lang"):
+        cmd.append(f"--audio-lang={job['audio_lang']}")
+    if job["quality"]:
+        cmd.append("--quality")
+    if job["force"]:
+        cmd.append("--force")
+    return cmd
+
+
+def published_by(media: Path, job: dict[str, Any]) -> bool:
+    """Whether the title on disk was published by this very job (before a crash)."""
+    try:
+        doc = json.loads((media / job["title"] / "title.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("job_id") == job["id"]
+
+
+async def start_encode(cmd: list[str]) -> asyncio.subprocess.Process:
+    """Start a child encode that gets SIGTERM when its parent dies (even by SIGKILL)."""
+    return await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_die_with_parent,
+    )
+
+
+async def read_progress(proc: asyncio.subprocess.Process,
+                        on_progress: Callable[[float], Awaitable[None]]) -> str:
+    """Follow a child encode's `--progress json` lines until it closes stderr; returns its
+    last other line (the error, if it fails)."""
+    last_error = ""
+    assert proc.stderr is not None
+    async for raw in proc.stderr:
+        line = raw.decode(errors="replace").strip()
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError, ValueError):
+                msg = json.loads(line)
+                # encode stage is 90% of the job; quality measurement the rest
+                share = 0.9 if msg["stage"].startswith("encode") else 0.1
+                base = 0.0 if share == 0.9 else 0.9
+                await on_progress(round(base + share * float(msg["progress"]), 3))
+        elif line:
+            last_error = line
+    return last_error
 
 
 @web.middleware
@@ -429,9 +470,18 @@ def _die_with_parent() -> None:
 def make_app(config: ServiceConfig) -> web.Application:
     if config.concurrency < 1:
         raise EncoderError("--concurrency must be at least 1")
+    if config.scheduler is not None:
+        from abrstack.cluster import check_scheduler
+
+        check_scheduler(config.scheduler)
     if not config.inputs.is_dir():
         raise EncoderError(f"the inputs folder {config.inputs} does not exist")
-    service = JobService(config)
+    if config.redis:
+        from encoder.jobqueue import RedisJobService
+
+        service: JobService = RedisJobService(config)
+    else:
+        service = JobService(config)
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[access_log])
     app.add_routes(
         [

@@ -44,6 +44,11 @@ def register(subparsers: Any) -> None:
         help='one JSON line per request (ts, method, path, status, bytes, duration_ms): '
              '"-" standard error (default), a file (appended), or "off"',
     )
+    parser.add_argument(
+        "--redis", default=None, metavar="URL",
+        help="keep the catalog in memory, updated from the titles events of the bus at URL "
+             "(default: no bus; the media folder is scanned on every catalog request)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -58,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
             workers=args.workers,
             node_modules=args.node_modules,
             access_log=None if args.access_log == "off" else args.access_log,
+            redis=args.redis,
         )
     )
     return 0

@@ -49,6 +49,10 @@ def render_page(name: str, player: str, manifests: dict[str, str], renditions: l
         "manifestUrl": f"../media/{name}/{manifest}",
         "library": library,
         "renditions": renditions,
+        # QoE beacons (README "QoE beacons"): /beacon of the host that serves the page, an
+        # edge; a host that takes none (this origin, an edge without --redis) turns them off.
+        "beaconUrl": "../beacon",
+        "beaconIntervalS": 10,
     }
     # Inside <script>, "</" would end the element: escape it (HTML §4.12.1.3).
     config_json = json.dumps(config).replace("</", "<\\/")

@@ -36,6 +36,8 @@ class ServeConfig:
     """Where npm installed hls.js and dash.js (default: the project root's node_modules)."""
     access_log: str | None = "-"
     """JSON access log: "-" stderr, a file path, or None (off)."""
+    redis: str | None = None
+    """The event bus: the catalog follows its `titles` events (None: scanned per request)."""
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -71,7 +73,7 @@ def _run_on(config: ServeConfig, sock: socket.socket) -> None:
     from origin.server import make_app
 
     accesslog.setup("abrstack.origin.access", config.access_log)
-    app = make_app(config.media_dir, node_modules=config.node_modules)
+    app = make_app(config.media_dir, node_modules=config.node_modules, redis_url=config.redis)
     web.run_app(app, sock=sock, print=None, access_log=None, handle_signals=True)
 
 

@@ -19,6 +19,8 @@ from the pure rules of :mod:`origin.http_rules`, bodies above 64 KiB with sendfi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import time
@@ -32,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from abrstack import accesslog
 from origin import catalog, media
+from origin.events import LiveCatalog
 from origin.files import send_file
 from origin.metrics import OriginMetrics, make_metrics
 from origin.player import PLAYERS, VENDOR_FILES, render_error_page, render_index, render_page
@@ -73,6 +76,8 @@ class OriginConfig:
 
 CONFIG: Final = web.AppKey("origin_config", OriginConfig)
 METRICS: Final = web.AppKey("origin_metrics", OriginMetrics)
+LIVE: Final = web.AppKey("origin_live_catalog", LiveCatalog)
+FOLLOWER: Final = web.AppKey("origin_titles_follower", asyncio.Task[None])
 
 
 def make_app(
@@ -80,11 +85,13 @@ def make_app(
     *,
     node_modules: Path | None = None,
     registry: CollectorRegistry | None = None,
+    redis_url: str | None = None,
 ) -> web.Application:
     """The origin application serving the titles in ``media_dir``.
 
     ``node_modules``: see :func:`find_node_modules`; ``registry`` defaults to a fresh
     Prometheus registry (exposed on ``/metrics``), so several apps can share a process.
+    ``redis_url``: keep the catalog in memory, updated from `titles` events (origin/events.py).
     """
     config = OriginConfig(
         media_dir=Path(media_dir).resolve(),
@@ -95,6 +102,8 @@ def make_app(
     app[CONFIG] = config
     app[METRICS] = make_metrics(registry)
     app.on_response_prepare.append(_on_response_prepare)
+    if redis_url:
+        _follow_titles(app, config.media_dir, redis_url)
     router = app.router
     router.add_get("/", _index, name="index")
     router.add_get("/titles", _titles, name="titles")
@@ -106,6 +115,25 @@ def make_app(
     router.add_get("/healthz", _healthz, name="healthz")
     router.add_get("/metrics", _metrics, name="metrics")
     return app
+
+
+def _follow_titles(app: web.Application, media_dir: Path, redis_url: str) -> None:
+    live = app[LIVE] = LiveCatalog(media_dir)
+
+    async def start(app: web.Application) -> None:
+        app[FOLLOWER] = asyncio.create_task(live.follow(redis_url))
+
+    async def stop(app: web.Application) -> None:
+        app[FOLLOWER].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await app[FOLLOWER]
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+
+
+def _listing(app: web.Application) -> list[dict[str, Any]]:
+    live = app.get(LIVE)
+    return live.listing() if live is not None else catalog.scan(app[CONFIG].media_dir)
 
 
 # --- middlewares and signals -------------------------------------------------------------
@@ -170,22 +198,24 @@ def _not_found(message: str) -> web.Response:
 
 
 async def _index(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
     return web.Response(
-        text=render_index(catalog.scan(config.media_dir)),
+        text=render_index(_listing(request.app)),
         content_type="text/html",
         headers={"Cache-Control": "no-cache"},
     )
 
 
 async def _titles(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    return _json({"titles": catalog.scan(config.media_dir)})
+    return _json({"titles": _listing(request.app)})
 
 
 async def _title(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = request.match_info["name"]
+    live = request.app.get(LIVE)
+    if live is not None:
+        entry = live.get(name)
+        return _json(entry) if entry is not None else _not_found(f"no title {name!r}")
     try:
         meta = catalog.load_title(config.media_dir, name)
     except catalog.TitleError:

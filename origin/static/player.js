@@ -135,6 +135,13 @@
     });
     player.on(events.ERROR, (e) => {
       const err = e && e.error ? e.error : e;
+      // 27 (DOWNLOAD_ERROR_ID_CONTENT): a media segment failed after dash.js's retries; dash.js
+      // then blacklists that BaseURL's serviceLocation and goes on from the next one (content
+      // steering, several edges), so it is a warning; if nothing is left, playback stalls.
+      if (err && err.code === 27) {
+        state.warnings.push("dash.js error 27: " + (err.message || ""));
+        return;
+      }
       fail("dash.js error " + (err && err.code !== undefined ? err.code + ": " : "") +
            (err && err.message ? err.message : JSON.stringify(err)));
     });
@@ -190,4 +197,79 @@
   }
   setInterval(refresh, 250);
   refresh();
+
+  // --- QoE beacons ------------------------------------------------------------------------
+  // The session's totals so far (schema: abrstack/beacons.py) go to the serving host's
+  // /beacon: the first one with fetch() (a text/plain POST, never preflighted), to learn
+  // whether the host takes beacons at all (an origin or an edge without --redis answers 4xx or
+  // 503, and beacons stop); then every beaconIntervalS s and at the end (ended, pagehide) with
+  // navigator.sendBeacon, which the browser delivers even while the page goes away.
+  const t0 = performance.now();
+  const qoe = {
+    sessionId: Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join(""),
+    seq: 0, startupS: null, stalls: 0, stallS: 0, stallSince: null,
+    sent: 0, status: null, off: false, finalSent: false, probing: false,
+  };
+  state.beacon = qoe;
+  const nowS = () => (performance.now() - t0) / 1000;
+  function protocol() {
+    const hops = performance.getEntriesByType("resource").filter((e) => e.name.includes(".m4s"));
+    const hop = hops.length ? hops[hops.length - 1].nextHopProtocol : "";
+    return hop === "h3" || hop === "h2" ? hop : hop === "http/1.1" || hop === "http/1.0" ? "h1" : "unknown";
+  }
+  function beaconBody(final) {
+    const r = state.renditions[state.currentRendition];
+    const ongoing = qoe.stallSince === null ? 0 : nowS() - qoe.stallSince;
+    const body = {
+      session_id: qoe.sessionId, title: config.title, abr: config.player === "dash" ? "dash.js" : "hls.js",
+      protocol: protocol(), seq: qoe.seq++, bitrate_bps: r && r.bitrateBps ? r.bitrateBps : 0,
+      buffer_s: Math.min(86400, state.bufferS), stalls: qoe.stalls, stall_s: qoe.stallS + ongoing,
+      startup_s: qoe.startupS, switches: state.switches, errors: state.errors.length,
+      played_s: video.currentTime || 0, final: final,
+    };
+    if (state.errors.length) body.error = state.errors[state.errors.length - 1].slice(0, 200);
+    return JSON.stringify(body);
+  }
+  function sendBeacon(final) {
+    if (qoe.off || qoe.finalSent || qoe.status === null) return;
+    if (final) qoe.finalSent = true;
+    if (navigator.sendBeacon(config.beaconUrl, beaconBody(final))) qoe.sent += 1;
+  }
+  function firstBeacon(final) {
+    qoe.probing = true;
+    if (final) qoe.finalSent = true;
+    fetch(config.beaconUrl, { method: "POST", body: beaconBody(final), keepalive: true,
+                              headers: { "content-type": "text/plain;charset=UTF-8" } })
+      .then((resp) => {
+        qoe.status = resp.status;
+        qoe.probing = false;
+        if (!resp.ok) { qoe.off = true; return; }
+        qoe.sent += 1;
+        setInterval(() => sendBeacon(false), Math.max(1, config.beaconIntervalS) * 1000);
+        if (video.ended) sendBeacon(true);
+      })
+      .catch(() => { qoe.off = true; qoe.probing = false; });
+  }
+  // A session that fails reports it (its first beacon may be its final one).
+  setInterval(() => {
+    if (!state.errors.length || qoe.off || qoe.finalSent || qoe.probing) return;
+    if (qoe.status === null) firstBeacon(true); else sendBeacon(true);
+  }, 1000);
+  video.addEventListener("playing", () => {
+    if (qoe.startupS === null) {
+      qoe.startupS = nowS();
+      if (qoe.status === null && !qoe.probing) firstBeacon(false);
+    } else if (qoe.stallSince !== null) {
+      qoe.stallS += nowS() - qoe.stallSince;
+      qoe.stallSince = null;
+    }
+  });
+  video.addEventListener("waiting", () => {
+    if (qoe.startupS !== null && qoe.stallSince === null && !video.seeking) {
+      qoe.stalls += 1;
+      qoe.stallSince = nowS();
+    }
+  });
+  video.addEventListener("ended", () => sendBeacon(true));
+  window.addEventListener("pagehide", () => sendBeacon(true));
 })();
