@@ -10,6 +10,14 @@ resident memory of its largest process). Prints the realtime factor of each and 
 ratios. Goal: CPU-seconds ratio <= 1.05 (our packaging and checks cost ~nothing).
 
     .venv/bin/python bench/encode.py [--duration 30] [--size 1920x1080] [--repeat 1] [--quality] [--plain]
+
+`--chunks N` measures the chunked encode instead (plain sample): `abr encode --chunks N`
+on a LocalCluster of 2 workers against the one-process `abr encode` (CPU-seconds, goal
+<= 1.05x), and its wall time on 1 against 2 workers (chunk tasks are single-threaded:
+goal >= 1.8x, how it would scale over machines). The CPU of starting and stopping the
+LocalCluster itself is measured apart and reported.
+
+    .venv/bin/python bench/encode.py --chunks 4 [--duration 20] [--size 1280x720] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -118,6 +126,43 @@ def hand_written(src: Path, out: Path, height: int, tracks: bool = False) -> lis
     return cmd
 
 
+CLUSTER_ONLY = ("from abrstack.cluster import open_client\n"
+                "with open_client('local', workers=2) as c:\n    c.wait_for_workers(2)\n")
+
+
+def bench_chunks(args: argparse.Namespace, work: Path) -> None:
+    """One-process vs chunked CPU-seconds; chunked wall time on 1 vs 2 workers."""
+    w, h = (int(x) for x in args.size.split("x"))
+    src = work / "sample.mp4"
+    print(f"making a {args.duration:g}-s {args.size} sample (plain) ...", file=sys.stderr)
+    make_sample(src, args.duration, (w, h), 30, True, progress="none")
+    abr = [sys.executable, "-m", "abrstack", "encode", str(src), "--media", str(work / "media"),
+           "--progress", "none", "--force", "--title", "bench"]
+    chunked = [*abr, "--chunks", str(args.chunks)]
+    runs: dict[str, list[dict[str, float]]] = {
+        "one process": [], "chunked, 2 workers": [], "chunked, 1 worker": [], "LocalCluster alone": []}
+    for i in range(args.repeat):
+        print(f"run {i + 1}/{args.repeat} ...", file=sys.stderr)
+        runs["one process"].append(measure(abr))
+        runs["chunked, 2 workers"].append(measure([*chunked, "--workers", "2"]))
+        runs["chunked, 1 worker"].append(measure([*chunked, "--workers", "1"]))
+        runs["LocalCluster alone"].append(measure([sys.executable, "-c", CLUSTER_ONLY]))
+    print(f"\nchunked encode of a {args.duration:g}-s {args.size} sample, default ladder, h264 veryfast, "
+          f"--chunks {args.chunks}, {args.repeat} run(s) each (minimum)")
+    print(f"{'':22} {'CPU-s':>8} {'wall s':>8}")
+    m = {name: {k: min(r[k] for r in rs) for k in ("cpu_s", "wall_s")} for name, rs in runs.items()}
+    for name, v in m.items():
+        print(f"{name:22} {v['cpu_s']:8.1f} {v['wall_s']:8.1f}")
+    one, two, single, cluster = (m[k] for k in runs)
+    cpu = two["cpu_s"] / one["cpu_s"]
+    net = (two["cpu_s"] - cluster["cpu_s"]) / one["cpu_s"]
+    speed = single["wall_s"] / two["wall_s"]
+    print(f"\nCPU-seconds chunked/one process: {cpu:.3f} (goal <= 1.05: {'met' if cpu <= 1.05 else 'MISSED'}); "
+          f"without the LocalCluster's own start and stop: {net:.3f}")
+    print(f"throughput 2 workers / 1 worker: {speed:.2f}x (goal >= 1.8: {'met' if speed >= 1.8 else 'MISSED'}); "
+          f"chunked on 2 workers vs one process, wall: {one['wall_s'] / two['wall_s']:.2f}x")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=30.0)
@@ -126,9 +171,17 @@ def main() -> int:
     ap.add_argument("--quality", action="store_true", help="also time `abr encode --quality`")
     ap.add_argument("--plain", action="store_true",
                     help="the old sample: one stereo track, no subtitles (default: 2 languages, 5.1, subtitles)")
+    ap.add_argument("--chunks", type=int, default=None, metavar="N",
+                    help="measure `abr encode --chunks N` instead (see above)")
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="abr-bench-encode-"))
+    if args.chunks is not None:
+        try:
+            bench_chunks(args, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     try:
         src = work / "sample.mp4"
         kind = "plain" if args.plain else "2 languages + 5.1 + subtitles"
