@@ -77,3 +77,32 @@ def test_service_jobs_fan_out_on_the_cluster(scheduler: str, tmp_path: Path) -> 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_ctrl_c_stops_the_chunks_on_a_standing_cluster(scheduler: str, tmp_path: Path) -> None:  # noqa: F811
+    """The workers outlive the client: the abort flag must stop their ffmpegs, long before
+    their 22-s chunks of 720p would end by themselves."""
+    import signal
+
+    from tests.cluster.test_chunk_faults import _chunk_ffmpegs
+
+    src = lavfi(tmp_path / "src.mp4", "testsrc2=size=1280x720:rate=30", seconds=45)
+    media = tmp_path / "media"
+    proc = subprocess.Popen([sys.executable, "-m", "abrstack", "encode", str(src), "--title", "t",
+                             "--media", str(media), "--chunks", "2", "--scheduler", scheduler,
+                             "--progress", "none"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while not _chunk_ffmpegs(src) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(0.5)
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    deadline = interrupted + 3  # measured: ~0.6 s with the abort flag
+    while _chunk_ffmpegs(src) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _chunk_ffmpegs(src) == [], "a worker's chunk ffmpeg kept running after Ctrl-C"
+    assert not (media / "t").exists()
