@@ -62,12 +62,15 @@ class Behavior:
     """... or this many pods, whichever is more (selectPolicy Max)."""
     up_period_s: int = 60
     """Period of the scale-up policies."""
-    down_window_s: int = 900
-    """Scale-down stabilisation: the highest recommendation of the last 15 minutes."""
+    down_window_s: int = 300
+    """Scale-down stabilisation: the highest recommendation of the last 5 minutes (longer
+    windows lag a falling load and then shed one pod per sync: bench/autoscale.py)."""
     down_percent: int = 25
     """Scale down by at most this share of the pods per period."""
+    down_pods: int = 1
+    """... or this many pods, whichever is more (else 25% of 3 pods rounds to none)."""
     down_period_s: int = 300
-    """Period of the scale-down policy."""
+    """Period of the scale-down policies."""
 
     def to_k8s(self) -> dict[str, Any]:
         return {
@@ -80,6 +83,8 @@ class Behavior:
             "scaleDown": {"stabilizationWindowSeconds": self.down_window_s,
                           "selectPolicy": "Max",
                           "policies": [{"type": "Percent", "value": self.down_percent,
+                                        "periodSeconds": self.down_period_s},
+                                       {"type": "Pods", "value": self.down_pods,
                                         "periodSeconds": self.down_period_s}]},
         }
 
@@ -120,7 +125,7 @@ def step(current: int, recommendation: int, history: Sequence[tuple[float, int]]
         want = min(current, max(down_recs))
         removed = -sum(d for t, d in changes if d < 0 and now_s - t < b.down_period_s)
         base = current + removed
-        limit = math.ceil(base * (1 - b.down_percent / 100))
+        limit = min(math.ceil(base * (1 - b.down_percent / 100)), base - b.down_pods)
         want = max(want, limit)
     return max(lo, min(hi, want))
 

@@ -30,6 +30,7 @@ SEND_DEADLINE_S = 2.0
 MIN_INTERVAL_S = 0.5
 MAX_INTERVAL_S = 3600.0
 _BAD = re.compile(r"[^A-Za-z0-9._:@+-]")
+_LEAD = re.compile(r"^[^A-Za-z0-9]+")
 
 
 def default_beacon_url(manifest_url: str) -> str:
@@ -41,7 +42,7 @@ def default_beacon_url(manifest_url: str) -> str:
 
 def name_field(text: str, limit: int, fallback: str = "unknown") -> str:
     """``text`` as a beacon name field (letters, digits, ``._:@+-``; at most ``limit``)."""
-    out = _BAD.sub("_", text)[:limit].lstrip("._:@+-")
+    out = _LEAD.sub("", _BAD.sub("_", text))[:limit]
     return out or fallback
 
 

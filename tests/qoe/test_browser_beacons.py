@@ -21,9 +21,9 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists() or not (DEFAULT_NODE_MODULES / "hls.js").is_dir(),
                        reason="needs Debian chromium and `npm install` (make setup system-deps)"),
 ]
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-        "--disable-quic"]
+BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+ARGS = [*BASE_ARGS, "--disable-quic"]
 
 
 def _topic(url: str) -> list[Event]:
@@ -42,20 +42,25 @@ def _play(page: Any, url: str, until: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     state: dict[str, Any] = {}
     while time.monotonic() < deadline:
+        done = page.evaluate(until)  # before the state: the state then shows what made it true
         state = page.evaluate("() => JSON.parse(JSON.stringify(window.abrPlayer))")
-        if state["errors"] or page.evaluate(until):
+        if state["errors"] or done:
             break
         time.sleep(0.25)
     return state
 
 
-@pytest.mark.parametrize("player, abr", [("hls", "hls.js"), ("dash", "dash.js")])
-def test_player_page_beacons_arrive(qoe_stack: QoeStack, player: str, abr: str) -> None:
+@pytest.mark.parametrize("player, abr, protocol", [("hls", "hls.js", "h2"), ("dash", "dash.js", "h2"),
+                                                   ("hls", "hls.js", "h3")])
+def test_player_page_beacons_arrive(qoe_stack: QoeStack, player: str, abr: str, protocol: str) -> None:
     from playwright.sync_api import sync_playwright
 
+    hostport = qoe_stack.edge_https.removeprefix("https://")
+    quic = ["--enable-quic", f"--origin-to-force-quic-on={hostport}"] if protocol == "h3" else ["--disable-quic"]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=[*ARGS, f"--ignore-certificate-errors-spki-list={qoe_stack.spki}"])
+                                     args=[*BASE_ARGS, *quic,
+                                           f"--ignore-certificate-errors-spki-list={qoe_stack.spki}"])
         try:
             page = browser.new_page()
             state = _play(page, f"{qoe_stack.edge_https}/play/tiny?player={player}",
@@ -75,7 +80,7 @@ def test_player_page_beacons_arrive(qoe_stack: QoeStack, player: str, abr: str) 
             browser.close()
     assert len(mine) >= 2 and mine[0]["seq"] == 0 and not mine[0]["final"] and mine[-1]["final"], mine
     last = mine[-1]
-    assert (last["title"], last["abr"], last["protocol"], last["edge"]) == ("tiny", abr, "h2", "edge-a")
+    assert (last["title"], last["abr"], last["protocol"], last["edge"]) == ("tiny", abr, protocol, "edge-a")
     assert 0 < last["startup_s"] < 30 and last["played_s"] > 2 and last["bitrate_bps"] > 0
     assert last["errors"] == 0
 
