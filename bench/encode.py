@@ -129,7 +129,8 @@ def hand_written(src: Path, out: Path, height: int, tracks: bool = False) -> lis
 
 
 def _cpu_s(pid: int) -> float:
-    """utime + stime of a process and of its waited-for children (ffmpeg), from /proc."""
+    """utime + stime of a process and of its waited-for children (ffmpeg), from /proc (the
+    workers run without a nanny, so their ffmpegs are their own children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
 
@@ -151,7 +152,7 @@ def _cluster(n: int, work: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
     address = json.loads(file.read_text())["address"]
     for k in range(n):
         procs.append(subprocess.Popen(["taskset", "-c", str(k % (os.cpu_count() or 1)), dask, "worker",
-                                       address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard"],
+                                       address, "--no-nanny", "--nthreads", "1", "--no-dashboard"],
                                       **quiet))  # type: ignore[call-overload]
     from distributed import Client
 
@@ -181,10 +182,13 @@ def bench_chunks(args: argparse.Namespace, work: Path) -> None:
                 r = measure([*abr, "--chunks", str(args.chunks), "--scheduler", address])
                 r["cpu_s"] += sum(_cpu_s(p.pid) for p in procs) - before  # the cluster's share
             finally:
-                for p in procs:
+                for p in reversed(procs):  # workers first, then the scheduler
                     p.terminate()
-                for p in procs:
-                    p.wait(timeout=30)
+                    try:
+                        p.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
             runs[f"chunked, {n} worker{'s' * (n > 1)}"].append(r)
     print(f"\nchunked encode of a {args.duration:g}-s {args.size} sample, default ladder, h264 veryfast, "
           f"--chunks {args.chunks}, workers pinned one per core, {args.repeat} run(s) each (minimum)")
