@@ -202,6 +202,10 @@ def test_failed_job_and_bad_worker_arguments(queue: Queue) -> None:
                               str(queue.root / "inputs"), *extra], capture_output=True, text=True,
                              env=ENV, timeout=60)
         assert bad.returncode == 1 and words in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run([*ABR, "encoder", "serve", "--port", "0", "--redis", queue.redis.url,
+                          "--inputs", str(queue.root / "inputs"), "--scheduler", "local"],
+                         capture_output=True, text=True, env=ENV, timeout=60)
+    assert bad.returncode == 1 and "give --chunks/--scheduler to `abr encoder worker`" in bad.stderr
 
 
 def test_worker_passes_chunks_through_to_the_encode(queue: Queue) -> None:
