@@ -470,6 +470,9 @@ def _die_with_parent() -> None:
 def make_app(config: ServiceConfig) -> web.Application:
     if config.concurrency < 1:
         raise EncoderError("--concurrency must be at least 1")
+    if config.scheduler is not None and config.redis:
+        raise EncoderError("with --redis the workers run the encodes: give --chunks/--scheduler to "
+                           "`abr encoder worker`, not to `abr encoder serve`")
     if config.scheduler is not None:
         from abrstack.cluster import check_scheduler
 

@@ -202,7 +202,7 @@ class Worker:
             await self.consumer.ack(d)
             return
         job = await self.jobs.get(job_id) or job
-        if prev and json.loads(prev) not in (None, self.name):
+        if d.deliveries > 1 and prev and json.loads(prev) not in (None, self.name):  # reclaimed
             await self.jobs.update(job_id, note=f"reclaimed from worker {json.loads(prev)}, which "
                                    "stopped answering; restarted from 0%")
         try:
