@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from encoder.chunks import KeyframeBefore, chunk_count, windows
-from encoder.errors import EncoderError
+from encoder.errors import Cancelled, EncoderError
 from encoder.ffmpeg import run_ffmpeg
 from encoder.plan import EncodePlan, Window, build_args
 from encoder.progress import Progress
@@ -65,8 +65,12 @@ def run_chunk(job: ChunkJob) -> str:
     subs = tuple(str(out / f"sub{k}.vtt") for k in range(len(job.plan.subtitles)))
     args = build_args(job.plan, str(out / "manifest.mpd"), subs, window=job.window)
     with abort_flag(job.abort) as cancel:
-        run_ffmpeg(args, what=f"encoding {job!r} of {job.plan.source}", cancel=cancel,
-                   die_with_parent=True)
+        try:
+            run_ffmpeg(args, what=f"encoding {job!r} of {job.plan.source}", cancel=cancel,
+                       die_with_parent=True)
+        except Cancelled:  # the client gave the batch up: no error to log, nothing to retry
+            shutil.rmtree(out, ignore_errors=True)
+            return ""
     return str(out)
 
 
