@@ -244,7 +244,8 @@ def _run_emulated(args: argparse.Namespace, link: Any, stack: Any, protocols: li
             url=f"{base}/media/{args.title}/master.m3u8", protocol=proto, abr=args.abr, speed=args.speed,
             players=1, buffer_s=60.0, quic_datagram=1350, max_retries=7, out=out, cacert=None,
             no_cmcd=False, insecure=True, json=True, allow_host=[], level=None, emulate=args.emulate,
-            packet_log=args.out / f"{proto}-packets.csv")
+            packet_log=args.out / f"{proto}-packets.csv",
+            beacon=None, beacon_interval=10.0, no_beacon=True)  # as the demo's other players
         print(f"[4/4] {proto}: {args.abr} over the emulated link ({args.emulate.name})", flush=True)
         if play_emulated.run(play_args, link) != 0:
             failed.append(proto)
