@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,6 +215,7 @@ class Consumer:
         self.dead_maxlen = dead_maxlen
         self.dead_lettered = 0
         self._claim_cursor = "0-0"
+        self._next_reclaim = 0.0
 
     async def ensure_group(self, start: str = "0") -> None:
         """Create the group (and the stream) if missing; `start="$"` skips the backlog."""
@@ -224,19 +225,43 @@ class Consumer:
             if "BUSYGROUP" not in str(e):
                 raise
 
-    async def poll(self) -> list[Delivery]:
+    async def poll(self, ack: Sequence[Delivery] = ()) -> list[Delivery]:
         """Reclaimed messages first, then new ones (blocking up to `block_s`). Malformed
-        entries and entries past `max_deliveries` are dead-lettered here, never returned."""
-        got = await self._reclaim()
+        entries and entries past `max_deliveries` are dead-lettered here, never returned.
+        `ack`: deliveries handled since the last poll, acknowledged in the same round trip.
+
+        Idle messages are looked for at most every `visibility_s / 4` (and at least every
+        second), not on every poll: a reclaim is one more round trip, and a message is only
+        reclaimable `visibility_s` after its delivery anyway."""
+        now = time.monotonic()
+        got: list[Delivery] = []
+        if ack and now < self._next_reclaim:  # the hot path: XACK + XREADGROUP, one round trip
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xack(self.topic, self.group, *(d.msg_id for d in ack))
+            pipe.xreadgroup(self.group, self.name, {self.topic: ">"}, count=self.batch,
+                            block=self.block_ms)
+            replies: Any = await pipe.execute()
+            return await self._read(replies[1], got)
+        await self.ack(*ack)
+        if now >= self._next_reclaim:
+            got = await self._reclaim()
+            if len(got) < self.batch:  # a full batch: more may wait, look again next poll
+                self._next_reclaim = now + min(self.visibility_ms / 4000, 1.0)
         if len(got) < self.batch:
             resp: Any = await self.client.xreadgroup(self.group, self.name, {self.topic: ">"},
                                                 count=self.batch - len(got),
                                                 block=None if got else self.block_ms)
-            for _stream, entries in resp or []:
-                for msg_id, fields in entries:
-                    d = await self._deliver(_s(msg_id), fields, 1)
-                    if d is not None:
-                        got.append(d)
+            return await self._read(resp, got)
+        return got
+
+    async def _read(self, resp: Any, got: list[Delivery]) -> list[Delivery]:
+        for _stream, entries in resp or []:
+            for msg_id, fields in entries:
+                raw = fields.get(b"e", fields.get("e"))
+                try:  # decoded inline: no await per entry on the hot path
+                    got.append(Delivery(self.topic, _s(msg_id), Event.decode(raw), 1))
+                except MalformedEvent as e:
+                    await self.dead_letter(_s(msg_id), fields, f"malformed: {e}", 1)
         return got
 
     async def ack(self, *deliveries: Delivery) -> None:
@@ -294,14 +319,17 @@ class Consumer:
         """Poll, handle, ack until `stop` is set. A handler that raises leaves its message
         pending: it is redelivered after `visibility_s`, then dead-lettered."""
         ready = False
+        handled: list[Delivery] = []  # acknowledged with the next poll, in its round trip
         while stop is None or not stop.is_set():
             try:  # Redis away: wait and retry, never stop (the bus is not the serving path)
                 if not ready:
                     await self.ensure_group()
                     ready = True
-                batch = await self.poll()
-            except (RedisError, OSError) as e:
+                batch = await self.poll(ack=handled)
+                handled = []
+            except (RedisError, OSError) as e:  # unacked: redelivered later (ids dedupe)
                 log.warning("bus: %s/%s cannot poll (%s); retrying", self.topic, self.group, e)
+                handled = []
                 await asyncio.sleep(min(1.0, self.block_ms / 1000))
                 continue
             for d in batch:
@@ -316,10 +344,11 @@ class Consumer:
                                                    f"handler failed {d.deliveries} times: {e}",
                                                    d.deliveries)
                     continue
-                try:
-                    await self.ack(d)
-                except (RedisError, OSError) as e:  # redelivered later; handlers are idempotent
-                    log.warning("bus: ack of %s %s failed: %s", d.topic, d.msg_id, e)
+                handled.append(d)
+        try:
+            await self.ack(*handled)
+        except (RedisError, OSError) as e:  # redelivered later; handlers are idempotent
+            log.warning("bus: ack of %d on %s failed: %s", len(handled), self.topic, e)
 
 
 class Tail:

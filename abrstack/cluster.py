@@ -121,10 +121,12 @@ def run_jobs(client: Any, fn: Callable[[T], R], items: Sequence[T], *,
 def abort_flag(name: str, poll_s: float = 1.0) -> Iterator[threading.Event]:
     """In a job on a worker: a `threading.Event` that is set when the client raises the
     batch's abort flag `name` (see :func:`run_jobs`); watched while the block runs."""
-    from distributed import Event
+    from distributed import Event, get_client
 
     flag, done = threading.Event(), threading.Event()
-    event = Event(name)
+    # The worker's client, taken in the job's thread: an Event used from the watcher thread
+    # without one is "not properly initialized" and never fires.
+    event = Event(name, client=get_client())
 
     def watch() -> None:
         while not done.is_set():

@@ -62,6 +62,9 @@ def register(subparsers: Any) -> None:
                    help="cache state every protocol meets: cold (a fresh fleet with empty caches "
                         "per protocol) or warm (every object of the title fetched through the "
                         "edge first); default cold")
+    p.add_argument("--redis", default=None, metavar="URL",
+                   help="the event bus the fleet's origin and edges use (default: a private "
+                        "redis-server, started with the fleet and stopped at the end)")
     p.add_argument("--fresh", action="store_true",
                    help="remake the sample and re-encode (default: reuse them when present)")
     p.set_defaults(handler=run_demo)
@@ -188,7 +191,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def _demo_spec(args: argparse.Namespace) -> Any:
     from abrstack.fleetspec import shorthand
 
-    return shorthand(edges=2, shield=True, media=str(args.media))
+    return shorthand(edges=2, shield=True, media=str(args.media), redis=args.redis)
 
 
 def _as_stack(fleet: Any, title: str) -> Any:
@@ -208,6 +211,8 @@ def _announce(fleet: Any, stack: Any) -> None:
     shield = fleet.shield.url if fleet.shield else "none"
     print(f"      origin {fleet.origin.url}; shield {shield}; edges "
           f"{', '.join(e.name + ' ' + e.url for e in fleet.edges)}", flush=True)
+    how = "private, stopped at the end" if fleet.redis.pid else "given with --redis"
+    print(f"      event bus {fleet.redis.url} ({how})", flush=True)
     print(f"      the title's edge: {stack.edge_http} (h1), {stack.edge_https} (h2, h3); "
           f"SPKI {stack.spki}", flush=True)
 

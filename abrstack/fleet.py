@@ -278,7 +278,8 @@ def up(spec: FleetSpec, state: Path, media: Path | None = None, host: str = "127
         if spec.origin.url:
             origin = Service(spec.origin.name, "origin", None, spec.origin.url)
         else:
-            argv = origin_argv(spec, media=media_dir, host=host, program=PROGRAM)
+            argv = origin_argv(spec, media=media_dir, host=host, program=PROGRAM,
+                               redis_url=redis.url)
             log = logs / "origin.log"
             proc = _spawn(argv, log)
             origin = Service(spec.origin.name, "origin", proc.pid, "", str(log), argv)

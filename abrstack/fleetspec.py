@@ -377,11 +377,12 @@ def upstreams_of(spec: FleetSpec, node: EdgeSpec, urls: Mapping[str, str]) -> li
 
 def origin_argv(spec: FleetSpec, *, media: Path | str | None = None, host: str = "127.0.0.1",
                 port: int | None = None, access_log: str = "off",
-                program: Sequence[str] = ABR) -> list[str]:
-    """``abr origin`` for the spec's origin."""
+                program: Sequence[str] = ABR, redis_url: str | None = None) -> list[str]:
+    """``abr origin`` for the spec's origin (its catalog follows ``redis_url``'s titles events)."""
     return [*program, "origin", "--media", str(media if media is not None else spec.media),
             "--host", host, "--port", str(spec.origin.port if port is None else port),
-            "--workers", str(spec.origin.workers), "--access-log", access_log]
+            "--workers", str(spec.origin.workers), "--access-log", access_log,
+            *(["--redis", redis_url] if redis_url else [])]
 
 
 def edge_argv(spec: FleetSpec, node: EdgeSpec, *, urls: Mapping[str, str], cache_dir: Path | str,

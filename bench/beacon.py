@@ -5,7 +5,10 @@ Sequential requests on one keep-alive connection, against a baseline in the same
 1. baseline: `GET /healthz` (the edge's cheapest answer);
 2. beacons with Redis up: answer time p50/p99, then the time until every one is in the topic;
 3. beacons with Redis stopped: answer time p50/p99 (the bus is not on the serving path), then
-   Redis started again and the time until every beacon taken meanwhile is in the topic.
+   Redis started again and the time until every beacon taken meanwhile is in the topic;
+4. throughput: ``--concurrency`` clients (aiohttp, one process) posting beacons as fast as they
+   are answered, against the same clients asking ``GET /healthz``; requests/s and the time
+   until every beacon is in the topic.
 
     flock /tmp/abrstack-heavy.lock .venv/bin/python bench/beacon.py [--beacons 2000]
 """
@@ -13,6 +16,7 @@ Sequential requests on one keep-alive connection, against a baseline in the same
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
@@ -63,10 +67,34 @@ def wait_topic(url: str, n: int, timeout_s: float = 60) -> float:
     return time.perf_counter() - t0
 
 
+async def hammer(url: str, n: int, concurrency: int, body: bytes | None) -> float:
+    """`n` requests from `concurrency` clients; requests per second."""
+    import aiohttp
+
+    left = iter(range(n))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+        async def one() -> None:
+            for i in left:
+                if body is None:
+                    async with s.get(url) as r:
+                        await r.read()
+                else:
+                    async with s.post(url, data=beacon(i, "tp"),
+                                      headers={"content-type": "text/plain"}) as r:
+                        await r.read()
+                if r.status not in (200, 202):
+                    raise SystemExit(f"unexpected {r.status}")
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        return n / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--beacons", type=int, default=2000)
-    n = ap.parse_args().beacons
+    ap.add_argument("--concurrency", type=int, default=32)
+    opts = ap.parse_args()
+    n = opts.beacons
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "media").mkdir()
@@ -95,6 +123,13 @@ def main() -> None:
                       f"{in_topic_s:.2f} s ({n / in_topic_s:,.0f} beacons/s)")
                 print(f"  Redis restarted: the {n} beacons taken while it was down were in the topic "
                       f"{back_s:.2f} s later; lost {2 * n - redis.Redis.from_url(rs.url).xlen(QOE)}")
+            k, m = opts.concurrency, 5 * n
+            hz = asyncio.run(hammer(f"{http}/healthz", m, k, None))
+            t0 = time.perf_counter()
+            bs = asyncio.run(hammer(url, m, k, b""))
+            all_in = time.perf_counter() - t0 + wait_topic(rs.url, 2 * n + m)
+            print(f"  {k} concurrent clients, {m} requests each run: GET /healthz {hz:,.0f}/s; "
+                  f"POST /beacon {bs:,.0f}/s ({bs / hz:.2f}x); all {m} in the topic after {all_in:.2f} s")
 
 
 if __name__ == "__main__":

@@ -10,16 +10,26 @@ resident memory of its largest process). Prints the realtime factor of each and 
 ratios. Goal: CPU-seconds ratio <= 1.05 (our packaging and checks cost ~nothing).
 
     .venv/bin/python bench/encode.py [--duration 30] [--size 1920x1080] [--repeat 1] [--quality] [--plain]
+
+`--chunks N` measures the chunked encode instead (plain sample): `abr encode --chunks N
+--scheduler` on a `dask scheduler` with 1 and then 2 `dask worker`s, each pinned to a core
+(one-core machines), against the one-process `abr encode`: CPU-seconds of the client, the
+scheduler, the workers and their ffmpegs (goal <= 1.05x), and wall time on 1 against 2
+workers (goal >= 1.8x, how it would scale over machines).
+
+    .venv/bin/python bench/encode.py --chunks 4 [--duration 20] [--size 1280x720] [--repeat 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,6 +128,84 @@ def hand_written(src: Path, out: Path, height: int, tracks: bool = False) -> lis
     return cmd
 
 
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process and of its waited-for children (ffmpeg), from /proc (the
+    workers run without a nanny, so their ffmpegs are their own children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+
+
+def _cluster(n: int, work: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """`dask scheduler` and `n` `dask worker`s, worker k pinned to core k (taskset): a
+    stand-in for n one-core machines, since ffmpeg runs decode, filters and each encoder
+    in threads of their own and one unpinned task already spreads over every core."""
+    dask = str(Path(sys.executable).parent / "dask")
+    file = work / f"scheduler-{n}.json"
+    file.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "cwd": ROOT}
+    procs = [subprocess.Popen([dask, "scheduler", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(file)], **quiet)]  # type: ignore[call-overload]
+    deadline = time.monotonic() + 60
+    while not file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    address = json.loads(file.read_text())["address"]
+    for k in range(n):
+        procs.append(subprocess.Popen(["taskset", "-c", str(k % (os.cpu_count() or 1)), dask, "worker",
+                                       address, "--no-nanny", "--nthreads", "1", "--no-dashboard"],
+                                      **quiet))  # type: ignore[call-overload]
+    from distributed import Client
+
+    with Client(address, timeout=30) as c:
+        c.wait_for_workers(n, timeout=60)
+    return address, procs
+
+
+def bench_chunks(args: argparse.Namespace, work: Path) -> None:
+    """One-process vs chunked CPU-seconds; chunked wall time on 1 vs 2 one-core workers."""
+    w, h = (int(x) for x in args.size.split("x"))
+    src = work / "sample.mp4"
+    print(f"making a {args.duration:g}-s {args.size} sample (plain) ...", file=sys.stderr)
+    make_sample(src, args.duration, (w, h), 30, True, progress="none")
+    abr = [sys.executable, "-m", "abrstack", "encode", str(src), "--media", str(work / "media"),
+           "--progress", "none", "--force", "--title", "bench"]
+    runs: dict[str, list[dict[str, float]]] = {"one process": [], "chunked, 1 worker": [],
+                                               "chunked, 2 workers": []}
+    for i in range(args.repeat):
+        print(f"run {i + 1}/{args.repeat}: one process ...", file=sys.stderr)
+        runs["one process"].append(measure(abr))
+        for n in (1, 2):
+            print(f"run {i + 1}/{args.repeat}: chunked on {n} worker(s) ...", file=sys.stderr)
+            address, procs = _cluster(n, work)
+            try:
+                before = sum(_cpu_s(p.pid) for p in procs)
+                r = measure([*abr, "--chunks", str(args.chunks), "--scheduler", address])
+                r["cpu_s"] += sum(_cpu_s(p.pid) for p in procs) - before  # the cluster's share
+            finally:
+                for p in reversed(procs):  # workers first, then the scheduler
+                    p.terminate()
+                    try:
+                        p.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
+            runs[f"chunked, {n} worker{'s' * (n > 1)}"].append(r)
+    print(f"\nchunked encode of a {args.duration:g}-s {args.size} sample, default ladder, h264 veryfast, "
+          f"--chunks {args.chunks}, workers pinned one per core, {args.repeat} run(s) each (minimum)")
+    print(f"{'':22} {'CPU-s':>8} {'wall s':>8}")
+    m = {name: {k: min(r[k] for r in rs) for k in ("cpu_s", "wall_s")} for name, rs in runs.items()}
+    for name, v in m.items():
+        print(f"{name:22} {v['cpu_s']:8.1f} {v['wall_s']:8.1f}")
+    one, single, two = (m[k] for k in runs)
+    for name, v in (("1 worker", single), ("2 workers", two)):
+        cpu = v["cpu_s"] / one["cpu_s"]
+        print(f"CPU-seconds chunked ({name})/one process: {cpu:.3f} "
+              f"(goal <= 1.05: {'met' if cpu <= 1.05 else 'MISSED'})")
+    speed = single["wall_s"] / two["wall_s"]
+    print(f"throughput 2 workers / 1 worker: {speed:.2f}x (goal >= 1.8: {'met' if speed >= 1.8 else 'MISSED'}); "
+          f"chunked on 2 workers vs one process, wall: {one['wall_s'] / two['wall_s']:.2f}x")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=30.0)
@@ -126,9 +214,17 @@ def main() -> int:
     ap.add_argument("--quality", action="store_true", help="also time `abr encode --quality`")
     ap.add_argument("--plain", action="store_true",
                     help="the old sample: one stereo track, no subtitles (default: 2 languages, 5.1, subtitles)")
+    ap.add_argument("--chunks", type=int, default=None, metavar="N",
+                    help="measure `abr encode --chunks N` instead (see above)")
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="abr-bench-encode-"))
+    if args.chunks is not None:
+        try:
+            bench_chunks(args, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     try:
         src = work / "sample.mp4"
         kind = "plain" if args.plain else "2 languages + 5.1 + subtitles"

@@ -67,6 +67,9 @@ STREAM_CHUNK_BYTES = 64 * 1024
 """A stored body larger than this goes out in slices of this size, each handed to the
 server only when it took the previous one (backpressure): a client that reads slowly
 holds a slice or two of the object, not a copy of all of it."""
+WHOLE_BODY_BYTES = 128 * 1024
+"""A stored body up to this size goes out in one message (one send, no slice copies):
+most segments of the lower rungs, and the 100 KB case of bench/edge.py."""
 CROWD_REQUESTS = 64
 PURGE_TARGET_MAX_CHARS = 4096
 PREFETCH_CONCURRENCY = 8
@@ -457,15 +460,17 @@ class EdgeApp:
         base = entry.__dict__.get("_out_headers")
         if base is None:  # the entry's own headers, computed once per stored response
             base = entry.__dict__["_out_headers"] = base_headers(entry.headers)
-        reply = shape(ctx.method, ctx.headers, entry.status, base, len(body),
-                      representation(entry) if entry.status == 200 else None,
+        rep = entry.__dict__.get("_representation")
+        if rep is None and entry.status == 200:  # likewise (it parses Last-Modified)
+            rep = entry.__dict__["_representation"] = representation(entry)
+        reply = shape(ctx.method, ctx.headers, entry.status, base, len(body), rep,
                       int(current_age_s(entry, self.clock())), x_cache, self._via(ctx))
         ctx.cache = x_cache
         await self._send_slices(ctx, reply, body)
 
     async def _send_slices(self, ctx: Exchange, reply: Reply, body: bytes) -> None:
         payload = body[reply.first:reply.end] if reply.has_body else b""
-        if len(payload) <= STREAM_CHUNK_BYTES or ctx.method == "HEAD":
+        if len(payload) <= WHOLE_BODY_BYTES or ctx.method == "HEAD":
             await ctx.start(reply.status, reply.headers)
             await ctx.body(b"" if ctx.method == "HEAD" else payload, more=False)
             return

@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from encoder.chunks import chunk_count, windows
-from encoder.errors import EncoderError
+from encoder.chunks import KeyframeBefore, chunk_count, windows
+from encoder.errors import Cancelled, EncoderError
 from encoder.ffmpeg import run_ffmpeg
 from encoder.plan import EncodePlan, Window, build_args
 from encoder.progress import Progress
@@ -65,17 +65,52 @@ def run_chunk(job: ChunkJob) -> str:
     subs = tuple(str(out / f"sub{k}.vtt") for k in range(len(job.plan.subtitles)))
     args = build_args(job.plan, str(out / "manifest.mpd"), subs, window=job.window)
     with abort_flag(job.abort) as cancel:
-        run_ffmpeg(args, what=f"encoding {job!r} of {job.plan.source}", cancel=cancel,
-                   die_with_parent=True)
+        try:
+            run_ffmpeg(args, what=f"encoding {job!r} of {job.plan.source}", cancel=cancel,
+                       die_with_parent=True)
+        except Cancelled:  # the client gave the batch up: no error to log, nothing to retry
+            shutil.rmtree(out, ignore_errors=True)
+            return ""
     return str(out)
 
 
-def chunk_jobs(plan: EncodePlan, count: int, workdir: Path, abort: str,
-               threads: int = 1) -> list[ChunkJob]:
+class SourceKeyframes:
+    """`keyframe_before(t)` from the source's index: a seek (PyAV, no decode) per question."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.container: Any = None
+
+    def __enter__(self) -> KeyframeBefore:
+        import av
+
+        self.container = av.open(self.source)
+        stream = self.container.streams.video[0]
+        tb = stream.time_base
+        start = stream.start_time or 0
+
+        def before(t: float) -> float:
+            try:
+                self.container.seek(int(t / tb) + start, stream=stream, backward=True)
+                for packet in self.container.demux(stream):
+                    if packet.pts is not None:
+                        return max(0.0, float((packet.pts - start) * tb))
+            except (av.FFmpegError, ValueError):
+                pass
+            return 0.0  # unknown: as if the decode started at the beginning
+
+        return before
+
+    def __exit__(self, *exc: object) -> None:
+        self.container.close()
+
+
+def chunk_jobs(plan: EncodePlan, count: int, workdir: Path, abort: str, threads: int = 1,
+               keyframe_before: KeyframeBefore | None = None) -> list[ChunkJob]:
     """The audio task (when there is audio or subtitles) first, then the chunks in order."""
     video = replace(plan, audio=False, audio_renditions=(), subtitles=(), side_files=())
     jobs = [ChunkJob(k, video, w, str(workdir), abort)
-            for k, w in enumerate(windows(plan, count, threads))]
+            for k, w in enumerate(windows(plan, count, threads, keyframe_before))]
     if plan.audio_outputs() or plan.subtitles:
         rest = replace(plan, renditions=(), codecs=())
         jobs.insert(0, ChunkJob(len(jobs), rest, None, str(workdir), abort))
@@ -97,7 +132,9 @@ def encode_chunked(client: Any, plan: EncodePlan, staged: Path, media: Path, spe
     count = chunk_count(spec, plan.duration_s, workers)
     workdir = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}chunks-{os.getpid()}-", dir=media))
     try:
-        jobs = chunk_jobs(plan, count, workdir, f"abr-encode-{secrets.token_hex(8)}")
+        with SourceKeyframes(plan.source) as keyframe_before:
+            jobs = chunk_jobs(plan, count, workdir, f"abr-encode-{secrets.token_hex(8)}",
+                              keyframe_before=keyframe_before)
         bar = Progress(f"encode {len(jobs)} tasks", float(len(jobs)), progress)
         done = 0
 

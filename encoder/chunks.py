@@ -18,6 +18,7 @@ one-process encode's behaviour; the chunks reproduce it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
 
 from encoder.errors import EncoderError
@@ -85,28 +86,49 @@ def frame_count(plan: EncodePlan) -> int:
     return max(1, math.ceil(Fraction(plan.duration_s) * plan.fps - Fraction(1, 1000)))
 
 
-def boundaries(plan: EncodePlan, count: int) -> list[int]:
-    """The first frame of every chunk (0 first): segment starts nearest to equal shares."""
+KeyframeBefore = Callable[[float], float]
+"""The time of the source's last keyframe at or before a time (seconds from its start)."""
+CANDIDATES = 8
+"""Segment starts weighed per chunk boundary (each costs a seek in the source's index)."""
+
+
+def boundaries(plan: EncodePlan, count: int, keyframe_before: KeyframeBefore | None = None) -> list[int]:
+    """The first frame of every chunk (0 first): segment starts near equal shares.
+
+    A chunk decodes from the source keyframe before its seek point and throws that away:
+    with `keyframe_before`, each boundary is the start, among the CANDIDATES nearest to an
+    equal share and within a quarter share of it, that wastes the least decode."""
     frames = frame_count(plan)
     step = max(o.rendition.fps_divisor for o in plan.video_outputs())
     keys = keyframes(frames, plan.fps, plan.segment_s, plan.gop_frames)
     # Half-rate rungs take every other frame: a chunk must start on one they keep.
     starts = [s for s in segment_starts(keys, plan.fps, plan.segment_s)[1:] if s % step == 0]
+    rate = float(plan.fps)
     chosen: list[int] = []
     for i in range(1, count):
         if not starts:
             break
         ideal = frames * i / count
-        best = min(starts, key=lambda s: (abs(s - ideal), s))
+        near = sorted(starts, key=lambda s: (abs(s - ideal), s))[:CANDIDATES]
+        best = near[0]
+        if keyframe_before is not None:
+            close = [s for s in near if abs(s - ideal) <= frames / count / 4] or [best]
+
+            def waste(s: int) -> float:
+                seek = max(0.0, s / rate - SEEK_MARGIN_S)
+                return seek - keyframe_before(seek)
+
+            best = min(close, key=lambda s: (round(waste(s), 3), abs(s - ideal)))
         if best not in chosen:
             chosen.append(best)
     return [0, *sorted(chosen)]
 
 
-def windows(plan: EncodePlan, count: int, threads: int = 1) -> list[Window]:
+def windows(plan: EncodePlan, count: int, threads: int = 1,
+            keyframe_before: KeyframeBefore | None = None) -> list[Window]:
     """The windows of `count` chunks (fewer when the title has fewer segments)."""
     frames = frame_count(plan)
-    firsts = boundaries(plan, count)
+    firsts = boundaries(plan, count, keyframe_before)
     # A source may hold a few frames more than its duration says: the last chunk runs to
     # the end, with the forced keyframes listed past it.
     forced = forced_keyframes(frames + 10 * plan.gop_frames, plan.fps, plan.segment_s)

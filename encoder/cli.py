@@ -135,6 +135,10 @@ def register(subparsers: Any) -> None:
                        help="keep jobs in Redis at URL and queue them on the jobs topic for "
                             "`abr encoder worker`s, which run the encodes (default: no Redis; "
                             "this service runs --concurrency encodes itself)")
+    serve.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:8786",
+                       help="without --redis: fan every job's chunks out on this Dask cluster (abr "
+                            "encode --chunks auto --scheduler ...); --media and --inputs must be the "
+                            "same path on every Dask worker (default: one ffmpeg process per job)")
     serve.set_defaults(handler=_serve)
 
     w = ssub.add_parser(
@@ -247,6 +251,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, inputs=args.inputs, media=args.media,
         state=args.state or args.media / ".jobs", concurrency=args.concurrency,
         key_token=args.key_token or os.environ.get("ABR_KEY_TOKEN") or None, redis=args.redis,
+        scheduler=args.scheduler,
     )
     run(config)
     return 0

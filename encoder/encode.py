@@ -252,7 +252,7 @@ def _encode(config: EncodeConfig, client: Any, cancel: threading.Event | None) -
 
             count = encode_chunked(client, plan, staged, media, config.chunks, subtitle_files,
                                    config.progress)
-            plan = replace(plan, notes=(*plan.notes, f"encoded in {count} chunks on Dask"))
+            plan = replace(plan, notes=(*plan.notes, f"encoded in {count} chunk{'s' * (count != 1)} on Dask"))
         else:
             args = build_args(plan, str(staged / "manifest.mpd"), tuple(map(str, subtitle_files)))
             bar = Progress(f"encode {config.title}", plan.duration_s, config.progress)

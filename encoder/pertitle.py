@@ -229,7 +229,7 @@ def per_title_ladder(source: str, codec: str, width: int, height: int, duration_
     With a Dask `client`, the probes run as tasks on its cluster (abrstack.cluster), in a
     temporary folder inside `shared_dir`, which every worker must see at the same path."""
     check_options(target_vmaf, max_rungs, min_kbps)
-    with tempfile.TemporaryDirectory(prefix=".tmp-probes-", dir=shared_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".tmp-probes-{os.getpid()}-", dir=shared_dir) as tmp:
         jobs = probe_jobs(source, codec, width, height, duration_s, tmp)
         if client is None:
             points = run_probes(jobs, workers, on_done)

@@ -76,6 +76,9 @@ class ServiceConfig:
     """Serve `POST /keys/{title}` (ClearKey licences) to this bearer token; None: no key server."""
     redis: str | None = None
     """Keep jobs in Redis at this URL and leave the encodes to `abr encoder worker`s (jobqueue.py)."""
+    scheduler: str | None = None
+    """Without `redis`: fan every job's chunks out on this Dask cluster (`abr encode --chunks
+    auto --scheduler ...`); None: one ffmpeg per job."""
 
 
 class JobError(EncoderError):
@@ -320,7 +323,10 @@ class JobService:
                 self._finish(job, "failed", f"internal error: {exc}")
 
     def command(self, job: dict[str, Any]) -> list[str]:
-        return encode_command(job, self.source_path(job["source"]), self.config.media, self.config.state)
+        cmd = encode_command(job, self.source_path(job["source"]), self.config.media, self.config.state)
+        if self.config.scheduler is not None:
+            cmd += ["--chunks", "auto", "--scheduler", self.config.scheduler]
+        return cmd
 
     def published_by(self, job: dict[str, Any]) -> bool:
         """Whether the title on disk was published by this very job (before a crash)."""
@@ -464,6 +470,13 @@ def _die_with_parent() -> None:
 def make_app(config: ServiceConfig) -> web.Application:
     if config.concurrency < 1:
         raise EncoderError("--concurrency must be at least 1")
+    if config.scheduler is not None and config.redis:
+        raise EncoderError("with --redis the workers run the encodes: give --chunks/--scheduler to "
+                           "`abr encoder worker`, not to `abr encoder serve`")
+    if config.scheduler is not None:
+        from abrstack.cluster import check_scheduler
+
+        check_scheduler(config.scheduler)
     if not config.inputs.is_dir():
         raise EncoderError(f"the inputs folder {config.inputs} does not exist")
     if config.redis:

@@ -202,7 +202,7 @@ class Worker:
             await self.consumer.ack(d)
             return
         job = await self.jobs.get(job_id) or job
-        if prev and json.loads(prev) not in (None, self.name):
+        if d.deliveries > 1 and prev and json.loads(prev) not in (None, self.name):  # reclaimed
             await self.jobs.update(job_id, note=f"reclaimed from worker {json.loads(prev)}, which "
                                    "stopped answering; restarted from 0%")
         try:
@@ -256,7 +256,7 @@ class Worker:
                 GROUP, d.msg_id, body])
         elif outcome == "cancel":
             await self.finish(job_id, d, "cancelled", None, None, seen[0])
-        elif code == 0:
+        elif code == 0 or published_by(self.config.media, job):  # (a stalled twin published it)
             await self.finish(job_id, d, "done", None, self.announcement(job), 1.0)
         else:
             message = last_error.split(": error: ", 1)[-1] or f"abr encode exited with {code}"

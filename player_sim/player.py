@@ -318,8 +318,8 @@ class Session:
                                          kind in ("manifest", "playlist", "title", "steering"), limit_bytes, watch)
                     try:
                         async with asyncio.timeout(deadline_s):
-                            reply = await self.client.request(target, {"accept": "*/*"}, transfer.on_chunk,
-                                                             method=method)
+                            reply = await steering.guard(self, target, self.client.request(
+                                target, {"accept": "*/*"}, transfer.on_chunk, method=method))
                     except TimeoutError:
                         raise PlayerError(f"{url} took longer than {deadline_s:g} s, the player's deadline for "
                                           "one request (the body trickles or never ends)") from None
@@ -352,7 +352,7 @@ class Session:
                 body: bytes | int = b"".join(transfer.parts) if transfer.keep else received
                 return Fetched(reply, body, start, first[0] if first else end, target)
             except TransportFailure as exc:
-                if steering.on_failure(self, url, str(exc)):
+                if steering.on_failure(self, url, exc):
                     continue   # another pathway, at once (hls.js: penalty box, next pathway)
                 if attempt >= self.config.max_retries:
                     raise PlayerError(f"giving up on {url} after {attempt + 1} attempts ({exc})") from None

@@ -13,6 +13,8 @@ from :meth:`Steering.reload`, which fetches through the session's own ``fetch``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from player_sim.clients import TransportFailure
 from player_sim.errors import PlayerError
 
 PENALTY_S = 300.0
@@ -225,8 +228,6 @@ async def start(session: Any) -> None:
     """A session's steering after its manifest: the pathways' hosts become the manifest's
     own, one steering request before playing (DASH ``queryBeforeStart``; hls.js also asks at
     once), then one every TTL in the background (``session.steering_task``)."""
-    import asyncio
-
     from player_sim.player import origin
 
     st: Steering = session.steering
@@ -234,6 +235,7 @@ async def start(session: Any) -> None:
         session.origins.add(origin(prefix))
     session.origins.add(origin(st.uri))
     session.event("steering", pathways=list(st.pathways), current=st.current, uri=st.uri)
+    session.steering_moved = asyncio.Event()
     await _once(session)
     session.steering_task = asyncio.ensure_future(_follow(session))
 
@@ -254,24 +256,54 @@ async def _once(session: Any) -> None:
     session.event("steering_loaded", priority=st.priority, ttl_s=st.ttl_s, current=st.current)
     if moved:
         session.event("pathway_moved", **{"from": before}, to=st.current, reason="steering")
+        session.steering_moved.set()           # requests in flight to `before` give up
+        session.steering_moved = asyncio.Event()
 
 
 async def _follow(session: Any) -> None:
-    import asyncio
-
     st: Steering = session.steering
     while st.enabled:
         await asyncio.sleep(st.ttl_s / session.config.speed)
         await _once(session)
 
 
-def on_failure(session: Any, url: str, reason: str) -> bool:
-    """A request to `url` failed in transport: move to the next pathway if there is one."""
+class SteeredAway(TransportFailure):
+    """A request in flight to a pathway the steering server moved the session off."""
+
+
+async def guard(session: Any, target: str, request: Awaitable[Any]) -> Any:
+    """`request` (to `target`), given up with `SteeredAway` if steering moves the session off
+    target's pathway meanwhile: a hung edge (connections open, nothing answered) is left
+    when the steering server drops it, not after the socket read timeout."""
+    st: Steering | None = session.steering
+    if st is None:
+        return await request
+    task = asyncio.ensure_future(request)
+    while True:
+        moved = asyncio.ensure_future(session.steering_moved.wait())
+        try:
+            await asyncio.wait({task, moved}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            moved.cancel()
+        if task.done():
+            return task.result()
+        if not target.startswith(st.pathways[st.current]):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise SteeredAway(f"steered off {target} while waiting for it")
+
+
+def on_failure(session: Any, url: str, exc: Exception) -> bool:
+    """A request to `url` failed in transport: move to the next pathway if there is one
+    (already done when steering moved it)."""
     st: Steering | None = session.steering
     if st is None:
         return False
+    if isinstance(exc, SteeredAway):
+        return True
     before = st.current
     if not st.failed(st.url(url), session.now()):
         return False
-    session.event("pathway_moved", **{"from": before}, to=st.current, reason=reason[:200])
+    session.event("pathway_moved", **{"from": before}, to=st.current, reason=str(exc)[:200])
     return True

@@ -48,7 +48,8 @@ from steer.manifests import (
 log = logging.getLogger("abrstack.steer")
 
 TITLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-FETCH_TIMEOUT_S = 5.0
+FETCH_TIMEOUT_S = 2.0
+"""Per edge tried: a manifest from an edge that hangs is asked of the next one after this."""
 CORS = {"Access-Control-Allow-Origin": "*",
         "Access-Control-Expose-Headers": "Location, Content-Length"}
 

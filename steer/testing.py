@@ -10,6 +10,7 @@ N edges (each heart-beating on edge.health) and the steering service, on free po
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -125,8 +126,16 @@ class LocalFleet:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    def hang(self, name: str) -> None:
+        """SIGSTOP an edge's process group: its sockets stay open and answer nothing (a hung
+        host); stopped for good at the end."""
+        os.killpg(self.procs[name].pid, signal.SIGSTOP)
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGCONT)
             stop_process(proc, 5.0)
         self.redis.stop()

@@ -119,3 +119,20 @@ def test_canonical_defaults_are_kept_when_no_flag_is_given():
     sim = parser.parse_args(["sim"])
     assert sim.trace is None and sim.out is None
     assert parser.parse_args(["demo"]).protocol == "h1,h2,h3"
+
+
+def test_a_command_whose_package_is_absent_is_skipped_not_fatal():
+    """A stale editable install (made before a package was added) still runs the other commands."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class Absent:\n"  # the package is not installed: its import fails as Python's does
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'qoe':\n"
+            "            raise ModuleNotFoundError(\"No module named 'qoe'\", name='qoe')\n"
+            "sys.meta_path.insert(0, Absent())\n"
+            "from abrstack.cli import main; sys.exit(main(['--help']))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "play" in p.stdout and "qoe" not in p.stdout.split("COMMAND", 2)[-1].split("options")[0]

@@ -1,5 +1,7 @@
 """The README's main command, end to end on a tiny sample."""
 
+import re
+import socket
 import subprocess
 import sys
 
@@ -42,6 +44,11 @@ def test_demo_encodes_serves_plays_over_h1_h2_h3_and_stops_everything(tmp_path):
     assert sorted(p.name for p in out.glob("session-*.json")) == [
         "session-h1-000.json", "session-h2-000.json", "session-h3-000.json"]
     assert _services_running(tmp_path) == []
+    buses = re.findall(r"event bus redis://127.0.0.1:(\d+)/0 \(private, stopped at the end\)", text)
+    assert len(buses) == 3, text  # one private redis-server per cold fleet, each stopped
+    for port in buses:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and "title exists" in second.stdout
 

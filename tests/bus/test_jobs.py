@@ -202,6 +202,10 @@ def test_failed_job_and_bad_worker_arguments(queue: Queue) -> None:
                               str(queue.root / "inputs"), *extra], capture_output=True, text=True,
                              env=ENV, timeout=60)
         assert bad.returncode == 1 and words in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run([*ABR, "encoder", "serve", "--port", "0", "--redis", queue.redis.url,
+                          "--inputs", str(queue.root / "inputs"), "--scheduler", "local"],
+                         capture_output=True, text=True, env=ENV, timeout=60)
+    assert bad.returncode == 1 and "give --chunks/--scheduler to `abr encoder worker`" in bad.stderr
 
 
 def test_worker_passes_chunks_through_to_the_encode(queue: Queue) -> None:
@@ -211,3 +215,19 @@ def test_worker_passes_chunks_through_to_the_encode(queue: Queue) -> None:
     assert done["state"] == "done", done
     doc = json.loads((queue.media / "k" / "title.json").read_text())
     assert "encoded in 2 chunks on Dask" in doc["notes"]
+
+
+def test_a_worker_stopped_with_sigterm_queues_its_job_again_at_once(queue: Queue) -> None:
+    queue.worker("w1", "--visibility-s", "60")  # no reclaim within this test: a requeue it is
+    job = queue.post(title="t")
+    queue.wait(job["id"], _running)
+    queue.procs["w1"].terminate()
+    assert queue.procs["w1"].wait(timeout=30) == 0
+    queued = httpx.get(f"{queue.url}/jobs/{job['id']}").json()
+    assert queued["state"] == "queued" and queued["note"] == "worker w1 stopped; queued again"
+    assert not list(queue.media.glob(".tmp-*"))
+    queue.worker("w2", "--visibility-s", "60")
+    done = queue.wait(job["id"], lambda j: j["state"] in ("done", "failed"), timeout=40)
+    assert done["state"] == "done" and done["worker"] == "w2" and done["attempts"] == 2, done
+    assert done["note"] == "worker w1 stopped; queued again"
+    assert [e.data["title"] for e in _title_events(queue.redis.url)] == ["t"]

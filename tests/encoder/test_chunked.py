@@ -153,3 +153,17 @@ def test_chunks_refuse_encryption(tmp_path: Path) -> None:
     with pytest.raises(EncoderError, match="--chunks cannot encrypt"):
         encode(EncodeConfig(source=src, title="e", media_dir=tmp_path / "m", chunks="2",
                             encrypt="clearkey", progress="none"))
+
+
+def test_boundaries_prefer_a_cheap_seek() -> None:
+    """Between two segment starts equally near an equal share, the one just after a source
+    keyframe (less decode thrown away) is taken."""
+    from encoder.chunks import boundaries
+    from encoder.ladder import Rendition
+    from encoder.plan import EncodePlan
+
+    plan = EncodePlan(source="s.mp4", renditions=(Rendition("180p", 320, 180, 300_000, 330_000, 660_000),),
+                      codec="h264", fps=Fraction(30), segment_s=2.0, audio=False, duration_s=40.0)
+    assert boundaries(plan, 2) == [0, 600]  # 20 s: the exact half
+    source_keys = [0.0, 21.5]  # a source keyframe every 21.5 s
+    assert boundaries(plan, 2, lambda t: max(k for k in source_keys if k <= t)) == [0, 720]
