@@ -14,6 +14,10 @@ from typing import Any
 
 from abrstack import k8s_scale
 from abrstack.fleetspec import EdgeSpec, FleetSpec, edge_argv, origin_argv, steer_argv
+from edge.server import DRAIN_S
+
+QUIC_GRACE_S = 2
+"""edge/server.py's default graceful_timeout of the HTTP/3 server."""
 
 ORIGIN_PORT = 8080
 EDGE_HTTP_PORT = 8081
@@ -28,9 +32,9 @@ UID = 10001
 """The image's non-root user and group (Dockerfile)."""
 PURGE_SECRET = "abr-purge-token"
 PURGE_FILE = "/etc/abr/purge/token"
-EDGE_DRAIN_S = 30
-"""An edge's drain after SIGTERM: its send timeout (a response that moved no bytes for 30 s is
-cut anyway), covering granian's graceful stop and the h3 grace (2 s)."""
+EDGE_DRAIN_S = DRAIN_S + QUIC_GRACE_S
+"""An edge's drain after SIGTERM (edge/server.py): granian waits at most DRAIN_S for open
+connections, then the HTTP/3 server lets open requests finish for its graceful_timeout."""
 PRESTOP_S = 10
 """preStop sleep: endpoints are removed and load balancers stop sending new connections
 before the edge is told to stop."""

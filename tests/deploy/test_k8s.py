@@ -20,7 +20,7 @@ import yaml
 from abrstack.cli import build_parser
 from abrstack.fleet import PROGRAM
 from abrstack.fleetspec import edge_argv, load_spec, origin_argv, parse_spec, shorthand, steer_argv
-from abrstack.k8s import Options, render
+from abrstack.k8s import EDGE_DRAIN_S, Options, render
 from abrstack.k8s_cli import write_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,7 +230,7 @@ def test_every_pod_is_probed_bounded_and_unprivileged() -> None:
             (c,) = pod["containers"]
             assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
             pre = int(c["lifecycle"]["preStop"]["exec"]["command"][1])
-            assert pod["terminationGracePeriodSeconds"] > pre + 30  # 30: the edge's drain
+            assert pod["terminationGracePeriodSeconds"] > pre + EDGE_DRAIN_S
             assert "--purge-token-file" in c["args"]
     pdbs = {o["metadata"]["name"] for o in objs if o["kind"] == "PodDisruptionBudget"}
     assert {"edge-1", "edge-2", "edge-3", "shield"} <= pdbs
@@ -319,3 +319,61 @@ def test_the_committed_example_folder_is_current(tmp_path: Path) -> None:
         assert (committed / f).read_text() == (tmp_path / f).read_text(), (
             f"{f} is stale: run abr fleet k8s --spec deploy/fleet.example.yaml "
             "--out deploy/kubernetes/example/")
+
+
+def _free_port() -> int:
+    from abrstack.stack import free_port
+
+    return free_port()
+
+
+def test_the_edge_pod_command_runs_and_stops_within_its_grace(tmp_path: Path) -> None:
+    """The edge container's own arguments (cluster addresses swapped for local ones) start a
+    real edge that answers /healthz; SIGTERM stops it, an idle keep-alive connection open,
+    well inside terminationGracePeriodSeconds less the preStop sleep."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    from abrstack.k8s import GRACE_S, PRESTOP_S
+
+    objs = render(shorthand(edges=1))
+    c = _containers(objs)["edge-1"]
+    token = tmp_path / "token"
+    token.write_text("t" * 32 + "\n")
+    http_port, tls_port = _free_port(), _free_port()
+    swap = {"--host": "127.0.0.1", "--port": str(tls_port), "--http-port": str(http_port),
+            "--cache-dir": str(tmp_path / "cache"), "--purge-token-file": str(token),
+            "--origin": "http://127.0.0.1:9", "--redis": "redis://127.0.0.1:9/0",
+            "--access-log": "off"}
+    args = list(c["args"])
+    for i, a in enumerate(args[:-1]):
+        if a in swap:
+            args[i + 1] = swap[a]
+    proc = subprocess.Popen([sys.executable, "-m", "abrstack", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        url = f"http://127.0.0.1:{http_port}/healthz"
+        while True:
+            assert proc.poll() is None, "the edge exited"
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "no /healthz within 30 s"
+            time.sleep(0.1)
+        with httpx.Client() as keep:
+            assert keep.get(url).status_code == 200  # a keep-alive connection stays open
+            t0 = time.monotonic()
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=GRACE_S)
+            took = time.monotonic() - t0
+        assert took <= EDGE_DRAIN_S + 2 < GRACE_S - PRESTOP_S
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
